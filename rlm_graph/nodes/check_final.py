@@ -1,0 +1,116 @@
+"""check_final: end the run on an accepted FINAL, or on a spent budget after one forced answer."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from langchain_core.messages import HumanMessage
+from langgraph.runtime import Runtime
+
+from rlm_graph.errors import ModelError, SandboxError
+from rlm_graph.graph import prompts
+from rlm_graph.graph.parsing import find_final
+from rlm_graph.graph.runtime import close_session, open_session, settings_of, spent_budget
+from rlm_graph.graph.settings import Limits, RLMContext
+from rlm_graph.graph.state import RLMState
+from rlm_graph.models.calls import ContextOverflow, call_model
+from rlm_graph.nodes.generate import conversation
+from rlm_graph.sandboxes.protocol import CellResult
+
+
+def _saw_output_before(state: RLMState, iteration: int) -> bool:
+    return any(c.get("iteration", 0) < iteration for c in state.get("cells") or [])
+
+
+def _form_ok(state: RLMState, ctx: RLMContext, answer: str) -> tuple[bool, str, dict[str, Any]]:
+    """Ask the sub-model whether the answer has the form the question asks for."""
+    prompt = prompts.FORM_CHECK_PROMPT.format(query=state.get("query", ""), answer=answer[:500])
+    try:
+        reply = call_model(ctx.sub, [HumanMessage(prompt)], label=ctx.sub_label, prices=ctx.prices)
+    except ModelError:
+        return True, "", {}
+    verdict = reply.text.strip().lower()
+    return not verdict.startswith("no"), reply.text.strip()[3:120].strip(" .,:-"), reply.usage
+
+
+def check_final(state: RLMState, runtime: Runtime[RLMContext], *, defaults: RLMContext | None = None) -> dict[str, Any]:
+    """Accept a FINAL (after the grounding and form checks), force one when a budget is spent, or go on."""
+    ctx = settings_of(runtime, defaults)
+    limits = Limits.from_dict(state.get("limits"))
+    proposed = state.get("proposed")
+    if proposed is not None and not state.get("budget_hit"):
+        answer = str(proposed.get("answer"))
+        if ctx.grounding_guard and not state.get("guard_used") and not _saw_output_before(state, int(proposed.get("iteration") or 0)):
+            return {"proposed": None, "guard_used": True, "messages": [{"role": "user", "content": prompts.GROUNDING_NOTE}]}
+        usage: dict[str, Any] = {}
+        if ctx.answer_check and int(state.get("form_checks") or 0) < 2:
+            ok, reason, usage = _form_ok(state, ctx, answer)
+            if not ok:
+                note = prompts.FORM_NOTE.format(answer=answer[:200], reason=reason or "wrong kind of value")
+                return {"proposed": None, "form_checks": int(state.get("form_checks") or 0) + 1, "usage": usage,
+                        "messages": [{"role": "user", "content": note}]}
+        close_session(state)
+        return {"final_answer": answer, "stopped_by": "final", "proposed": None, "usage": usage}
+    limit = state.get("budget_hit") or spent_budget(limits, state, ctx)
+    if limit is None and int(state.get("iteration") or 0) >= limits.max_iterations:
+        limit = "max_iterations"
+    if limit is not None:
+        return _forced_final(state, ctx, limits, limit)
+    last = (state.get("messages") or [{}])[-1]
+    if last.get("role") == "assistant" and not state.get("queue"):
+        return {"messages": [{"role": "user", "content": prompts.NO_CODE_NOTE}]}
+    return {}
+
+
+_WHAT = {
+    "max_iterations": "iterations left",
+    "max_tokens": "token budget left",
+    "max_cost_usd": "budget left",
+    "max_seconds": "time left",
+    "max_subcalls": "sub-calls left",
+    "context_overflow": "room in your context window",
+}
+
+
+def _forced_final(state: RLMState, ctx: RLMContext, limits: Limits, limit: str) -> dict[str, Any]:
+    """One last root call asking for the best answer so far; the run ends whatever it says."""
+    ask = {"role": "user", "content": prompts.FORCED_FINAL_PROMPT.format(what=_WHAT.get(limit, "budget left"))}
+    update: dict[str, Any] = {"stopped_by": limit, "proposed": None}
+    answer = None
+    for keep in (None, 6, 0):  # on a context overflow, retry with less history
+        msgs = conversation({**state, "messages": [*(state.get("messages") or []), ask]}, limits, keep_last=None if keep is None else keep + 1)
+        try:
+            reply = call_model(ctx.model, msgs, label=ctx.model_label, stop=prompts.STOP_SEQUENCES, prices=ctx.prices)  # type: ignore[arg-type]
+        except ContextOverflow:
+            continue
+        except ModelError:
+            break
+        update["usage"] = reply.usage
+        update["messages"] = [ask, {"role": "assistant", "content": reply.text}]
+        final = find_final(reply.text)
+        if final is not None and final.var is not None:
+            answer = _read_var(state, ctx, final.var) or final.var
+        elif final is not None:
+            answer = final.answer
+        else:
+            answer = reply.text.strip() or None
+        break
+    if answer is None and state.get("proposed"):
+        answer = str(state["proposed"].get("answer"))
+    close_session(state)
+    update["final_answer"] = answer
+    return update
+
+
+def _read_var(state: RLMState, ctx: RLMContext, name: str) -> str | None:
+    try:
+        session = open_session(state, ctx)
+        out = session.step(len(state.get("cells") or []) + 10_000, f"FINAL_VAR({name!r})")
+    except SandboxError:
+        return None
+    return out.final if isinstance(out, CellResult) else None
+
+
+def route_check_final(state: RLMState) -> Literal["generate", "__end__"]:
+    """End when there is a final answer or a stop reason; otherwise take another turn."""
+    return "__end__" if state.get("stopped_by") else "generate"

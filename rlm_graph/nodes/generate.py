@@ -1,0 +1,89 @@
+"""generate: one root-model turn. Reads the reply's code blocks and any FINAL written in its text."""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
+from langgraph.runtime import Runtime
+
+from rlm_graph.graph import prompts
+from rlm_graph.graph.parsing import code_blocks, find_final, normalize_code
+from rlm_graph.graph.runtime import settings_of
+from rlm_graph.graph.settings import Limits, RLMContext
+from rlm_graph.graph.state import RLMState
+from rlm_graph.models.calls import ContextOverflow, call_model
+
+
+def conversation(state: RLMState, limits: Limits, *, keep_last: int | None = None) -> list[BaseMessage]:
+    """System prompt, the task with the context's metadata, then the turns so far."""
+    allow_rlm = int(state.get("depth") or 0) < limits.max_depth
+    msgs: list[BaseMessage] = [
+        SystemMessage(prompts.system_prompt(max_output_chars=limits.max_output_chars, allow_rlm=allow_rlm)),
+        HumanMessage(prompts.task_prompt(state.get("query", ""), state.get("context_meta") or {})),
+    ]
+    history = list(state.get("messages") or [])
+    if keep_last is not None:
+        history = history[-keep_last:] if keep_last else []
+    for m in history:
+        msgs.append(AIMessage(m["content"]) if m["role"] == "assistant" else HumanMessage(m["content"]))
+    return msgs
+
+
+def _last_code(state: RLMState) -> str | None:
+    cells = state.get("cells") or []
+    return normalize_code(cells[-1]["code"]) if cells else None
+
+
+def _defined(name: str, state: RLMState, blocks: list[str]) -> bool:
+    """True if ``name`` is a REPL variable already, or is assigned in this reply's code."""
+    cells = state.get("cells") or []
+    if any(name in (c.get("vars") or {}) for c in cells[-3:]):
+        return True
+    return any(re.search(rf"\b{re.escape(name)}\s*(=[^=]|,|\+=)|for\s+{re.escape(name)}\b|def\s+{re.escape(name)}\b", b) for b in blocks)
+
+
+def generate(state: RLMState, runtime: Runtime[RLMContext], *, defaults: RLMContext | None = None) -> dict[str, Any]:
+    """Ask the root model for its next step; queue its code, note a FINAL written in prose."""
+    ctx = settings_of(runtime, defaults)
+    limits = Limits.from_dict(state.get("limits"))
+    iteration = int(state.get("iteration") or 0) + 1
+    try:
+        reply = call_model(
+            ctx.model,  # type: ignore[arg-type]
+            conversation(state, limits),
+            label=ctx.model_label,
+            stop=prompts.STOP_SEQUENCES,
+            prices=ctx.prices,
+        )
+    except ContextOverflow:
+        return {"iteration": iteration, "budget_hit": "context_overflow"}
+    text = reply.text.strip()
+    update: dict[str, Any] = {
+        "iteration": iteration,
+        "usage": reply.usage,
+        "messages": [{"role": "assistant", "content": text or "(empty reply)"}],
+        "proposed": None,
+    }
+    blocks = code_blocks(text)
+    final = find_final(text)
+    if blocks and normalize_code(blocks[0]) == _last_code(state) and len(blocks) == 1 and final is None:
+        # The same block twice in a row: the model is stuck. Don't run it again; ask for an answer.
+        update["messages"].append({"role": "user", "content": prompts.STUCK_NOTE})
+        update["queue"] = []
+        return update
+    if final is not None and final.var is not None and _defined(final.var, state, blocks):
+        blocks.append(f"FINAL_VAR({final.var!r})")
+    elif final is not None and final.var is not None:
+        # FINAL(Paris) with no variable called Paris: the model meant the word itself.
+        update["proposed"] = {"answer": final.var, "iteration": iteration, "source": "text"}
+    elif final is not None:
+        update["proposed"] = {"answer": final.answer, "iteration": iteration, "source": "text"}
+    update["queue"] = blocks
+    return update
+
+
+def route_generate(state: RLMState) -> Literal["execute", "check_final"]:
+    """Run the reply's code if it has any; otherwise decide whether the run is over."""
+    return "execute" if state.get("queue") and not state.get("budget_hit") else "check_final"

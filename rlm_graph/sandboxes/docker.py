@@ -1,0 +1,307 @@
+"""The docker backend: the worker in a locked-down container, reached over a Unix socket.
+
+The container has no network (``network_mode="none"``), memory, CPU and process limits, a
+read-only root, no capabilities, and runs as an unprivileged user. Two host folders are
+bind-mounted: a private one at ``/rlm``, read-only, holding the worker script, the context files
+and the socket; and the work directory at ``/work``, the only writable place besides a small
+``/tmp``. A read-only ``/rlm`` also means a cell cannot change the context a replay will reload.
+
+Lines travel over a Unix socket in ``/rlm``: a few lines of Python connect to it, put it on the
+worker's stdin and stdout, and exec ``worker.py``. This was chosen over the engine's attach
+stream: the kernel carries the bytes directly (no multiplexed frames to split, no output lost
+before attaching, no half-closed HTTP connection held by the engine), so several containers at
+once never hang on the engine's stdio copying. It needs a local engine, which the bind mounts
+need anyway. The container's stderr goes to its log, read for crash reports.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import queue
+import shutil
+import socket
+import stat
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rlm_graph.errors import SandboxError, WorkerCrashed
+from rlm_graph.sandboxes.base import Transport
+from rlm_graph.sandboxes.docker_image import IMAGE, LABEL_HOST_MOUNTS, LABEL_PYTHON, SANDBOX_UID, docker_client
+
+if TYPE_CHECKING:
+    from docker.models.containers import Container
+
+WORKER_SOURCE = Path(__file__).with_name("worker.py")
+
+# Runs first in the container: connect to the host's socket, make it stdin and stdout, become the worker.
+_BOOT = (
+    "import os,socket,sys\n"
+    "s=socket.socket(socket.AF_UNIX)\n"
+    "s.connect(sys.argv[1])\n"
+    "os.dup2(s.fileno(),0);os.dup2(s.fileno(),1);s.close()\n"
+    "os.execv(sys.executable,[sys.executable,'-s','-u',sys.argv[2]])\n"
+)
+_ENV = {
+    "PYTHONHASHSEED": "0",
+    "PYTHONIOENCODING": "utf-8",
+    "PYTHONDONTWRITEBYTECODE": "1",
+    "HOME": "/work",
+    "TMPDIR": "/tmp",
+    "LANG": "C.UTF-8",
+}
+
+
+class DockerTransport(Transport):
+    """Start ``worker.py`` in a Docker container with no network and resource limits.
+
+    Args:
+        image: an image with Python 3 (default: the one ``docker_image.build_image`` makes, which
+            runs the host's read-only ``/usr/bin/python3``).
+        memory_mb: memory limit; swap is disabled, so going over it kills the worker (OOM).
+        cpus: CPU share (1.0 = one core).
+        pids_limit: most processes and threads the container may run.
+        work_dir: host folder mounted writable at ``/work``; ``user`` must be able to write to it
+            (default: a temporary folder, removed on close).
+        user: ``"uid:gid"`` inside the container (default: nobody when the host runs as root,
+            otherwise the host user, so files in ``work_dir`` stay the caller's).
+        tmpfs_mb: size of the in-memory ``/tmp`` (counted against ``memory_mb``).
+        startup_timeout: seconds to wait for the worker to connect.
+
+    Example::
+
+        from rlm_graph.sandboxes.docker import DockerTransport
+        from rlm_graph.sandboxes.session import SandboxSession
+
+        session = SandboxSession(lambda: DockerTransport(memory_mb=512))
+        session.start()
+        print(session.step(0, "1 + 1").stdout)  # "2"
+        session.close()
+    """
+
+    kind = "docker"
+
+    def __init__(
+        self,
+        image: str = IMAGE,
+        *,
+        memory_mb: int = 1024,
+        cpus: float = 1.0,
+        pids_limit: int = 128,
+        work_dir: str | os.PathLike[str] | None = None,
+        user: str | None = None,
+        tmpfs_mb: int = 64,
+        startup_timeout: float = 30.0,
+    ) -> None:
+        self._client = docker_client()  # a SandboxError if the SDK or the engine is missing
+        import docker
+        from docker.types import LogConfig, Mount, Ulimit
+
+        self.memory_mb = memory_mb
+        self._closed = False
+        self._eof = False
+        self._crash: str | None = None
+        self._container: Container | None = None
+        self._sock: socket.socket | None = None
+        self._lines: queue.Queue[str | None] = queue.Queue()
+        self._send_lock = threading.Lock()
+        # The private folder: read-only at /rlm inside; holds the worker, contexts and the socket.
+        self._box = Path(tempfile.mkdtemp(prefix="rlm-docker-"))
+        self._inbox = self._box / "in"
+        self._own_work = work_dir is None
+        self.work_dir = Path(work_dir) if work_dir is not None else self._box / "work"
+        try:
+            labels = self._client.images.get(image).labels or {}
+        except docker.errors.ImageNotFound:
+            self.close()
+            raise SandboxError(
+                f"the Docker image {image!r} is not there: build it with scripts/docker-setup.sh "
+                "or `python -m rlm_graph.sandboxes.docker_image`"
+            ) from None
+        try:
+            self._inbox.mkdir(mode=0o755)
+            self.work_dir.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(WORKER_SOURCE, self._inbox / "worker.py")
+            os.chmod(self._inbox / "worker.py", 0o644)
+            user = user or _default_user()
+            if os.geteuid() == 0 and self._own_work:
+                uid, _, gid = user.partition(":")
+                os.chown(self.work_dir, int(uid), int(gid or uid))
+            listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            listener.bind(str(self._inbox / "sock"))
+            os.chmod(self._inbox / "sock", 0o666)  # the container user connects as someone else
+            listener.listen(1)
+        except OSError as exc:
+            self.close()
+            raise SandboxError(f"could not prepare the docker sandbox folder {self._box}: {exc}") from exc
+        mounts = [Mount(p, p, type="bind", read_only=True) for p in _split(labels.get(LABEL_HOST_MOUNTS))]
+        mounts += [
+            Mount("/rlm", str(self._inbox), type="bind", read_only=True),
+            Mount("/work", str(self.work_dir.resolve()), type="bind"),
+        ]
+        python = labels.get(LABEL_PYTHON) or "python3"
+        try:
+            self._container = self._client.containers.create(
+                image,
+                [python, "-c", _BOOT, "/rlm/sock", "/rlm/worker.py"],
+                user=user,
+                environment=_ENV,
+                working_dir="/work",
+                network_mode="none",
+                mem_limit=f"{memory_mb}m",
+                memswap_limit=f"{memory_mb}m",
+                nano_cpus=int(cpus * 1e9),
+                pids_limit=pids_limit,
+                read_only=True,
+                tmpfs={"/tmp": f"rw,nosuid,nodev,size={tmpfs_mb}m,mode=1777"},
+                mounts=mounts,
+                cap_drop=["ALL"],
+                security_opt=["no-new-privileges"],
+                ulimits=[Ulimit(name="core", soft=0, hard=0)],
+                labels={"org.rlm-graph.sandbox": "1"},
+                log_config=LogConfig(type="json-file", config={"max-size": "1m", "max-file": "1"}),
+            )
+            self._container.start()
+            self._sock = self._accept(listener, startup_timeout)
+        except docker.errors.DockerException as exc:
+            listener.close()
+            self.close()
+            raise SandboxError(f"could not start the docker sandbox from {image!r}: {exc}") from exc
+        except SandboxError:
+            listener.close()
+            self.close()
+            raise
+        listener.close()
+        os.unlink(self._inbox / "sock")
+        threading.Thread(target=self._pump, name="rlm-docker-reader", daemon=True).start()
+
+    def _accept(self, listener: socket.socket, timeout: float) -> socket.socket:
+        """Wait for the worker to connect, watching for a container that died first."""
+        assert self._container is not None
+        listener.settimeout(0.2)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except socket.timeout:
+                self._container.reload()
+                if self._container.status in ("exited", "dead"):
+                    raise SandboxError(f"the docker sandbox exited before its worker started: {self._describe_exit()}")
+                if time.monotonic() > deadline:
+                    raise SandboxError(f"the docker sandbox worker did not connect within {timeout:.0f} s")
+                continue
+            conn.settimeout(None)
+            return conn
+
+    def _pump(self) -> None:
+        """Queue each line the worker writes, until the socket closes."""
+        assert self._sock is not None
+        reader = self._sock.makefile("rb")
+        try:
+            for raw in iter(reader.readline, b""):
+                if not raw.endswith(b"\n"):
+                    break  # a line cut off by the worker's death is not a message
+                self._lines.put(raw[:-1].decode("utf-8", "replace"))
+        except OSError:
+            pass  # closed under us by close(), or reset by a dying worker: both end the stream
+        finally:
+            reader.close()
+        self._eof = True
+        self._lines.put(None)
+
+    def send(self, line: str) -> None:
+        if self._sock is None or self._closed:
+            raise WorkerCrashed("the docker sandbox is closed")
+        try:
+            with self._send_lock:
+                self._sock.sendall(line.encode("utf-8") + b"\n")
+        except OSError as exc:
+            raise WorkerCrashed(self._crash_message()) from exc
+
+    def receive(self, timeout: float | None) -> str | None:
+        try:
+            line = self._lines.get(timeout=timeout)
+        except queue.Empty:
+            return None
+        if line is None:
+            self._lines.put(None)  # keep reporting the crash to later calls
+            raise WorkerCrashed(self._crash_message())
+        return line
+
+    def _crash_message(self) -> str:
+        if self._crash is None:
+            reason = self._describe_exit() if self._container is not None and not self._closed else "closed"
+            tail = self.stderr_tail().strip()[-1500:]
+            self._crash = f"the docker sandbox worker died ({reason})" + (f"; its last output:\n{tail}" if tail else "")
+        return self._crash
+
+    def _describe_exit(self) -> str:
+        """Why the container stopped: its exit code, and whether the memory limit killed it."""
+        assert self._container is not None
+        try:
+            self._container.wait(timeout=5)
+            self._container.reload()
+        except Exception:  # still running, or gone: report what is known
+            return "the container did not report an exit status"
+        state: dict[str, Any] = self._container.attrs.get("State", {})
+        if state.get("OOMKilled"):
+            return f"out of memory: the {self.memory_mb} MB limit was reached and the worker was killed"
+        code = state.get("ExitCode")
+        return f"exit code {code}" + (" (killed)" if code == 137 else "")
+
+    def alive(self) -> bool:
+        return not (self._eof or self._closed)
+
+    def stderr_tail(self) -> str:
+        if self._container is None:
+            return ""
+        try:
+            return self._container.logs(stdout=True, stderr=True, tail=40).decode("utf-8", "replace")
+        except Exception:  # the container is gone
+            return ""
+
+    def put_file(self, local_path: Path, name: str) -> str:
+        if Path(name).name != name or name in ("", ".", "..", "sock", "worker.py"):
+            raise SandboxError(f"invalid sandbox file name {name!r}")
+        target = self._inbox / name
+        target.unlink(missing_ok=True)
+        try:
+            # A hard link costs nothing for a large context; the read-only mount keeps the
+            # container from writing through it. It must be readable by the container's user.
+            if not os.stat(local_path).st_mode & stat.S_IROTH:
+                raise PermissionError("not world-readable")
+            os.link(local_path, target)
+        except OSError:
+            shutil.copyfile(local_path, target)
+            os.chmod(target, 0o644)
+        return f"/rlm/{name}"
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._sock is not None:
+            try:
+                self._sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            self._sock.close()
+        if self._container is not None:
+            try:
+                self._container.remove(force=True)
+            except Exception:  # already gone; the label lets `docker container prune` find leftovers
+                pass
+        self._client.close()
+        shutil.rmtree(self._box, ignore_errors=True)  # the default work dir lives inside it
+
+
+def _default_user() -> str:
+    uid = os.geteuid()
+    return f"{SANDBOX_UID}:{SANDBOX_UID}" if uid == 0 else f"{uid}:{os.getegid()}"
+
+
+def _split(value: str | None) -> list[str]:
+    return [p for p in (value or "").split(",") if p.startswith("/")]

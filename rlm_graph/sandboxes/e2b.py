@@ -1,0 +1,185 @@
+"""The e2b backend: the worker as a background command in an E2B cloud sandbox.
+
+The sandbox never connects to the host. The worker's stdout comes back on the command's event
+stream (chunks that do not follow line boundaries, joined here into lines) and each line to the
+worker is one ``send_stdin`` call. Files go up through envd's ``/files`` route, streamed from
+disk. With ``E2B_DEBUG=true`` the SDK skips E2B's service and talks to an envd on
+``localhost:49983``, which is how the tests run it offline.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import queue
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from rlm_graph.errors import SandboxError, WorkerCrashed
+from rlm_graph.sandboxes.base import Transport
+
+if TYPE_CHECKING:
+    from e2b import CommandHandle, Sandbox
+
+WORKER_SOURCE = Path(__file__).with_name("worker.py")
+
+_ENV = {"PYTHONHASHSEED": "0", "PYTHONIOENCODING": "utf-8", "PYTHONDONTWRITEBYTECODE": "1"}
+
+
+class E2BTransport(Transport):
+    """Start ``worker.py`` in a new E2B sandbox; the sandbox is killed on close.
+
+    Args:
+        template: E2B template name or id (default: E2B's base template, which has Python 3).
+        timeout: seconds the sandbox may live (E2B's hobby tier allows at most 3600).
+        api_key: E2B API key (default: the ``E2B_API_KEY`` environment variable).
+        work_dir: folder inside the sandbox for the worker and the context files.
+        python: the interpreter command inside the sandbox.
+        request_timeout: seconds for each call to E2B (create, upload, send).
+
+    Example::
+
+        from rlm_graph.sandboxes.e2b import E2BTransport
+        from rlm_graph.sandboxes.session import SandboxSession
+
+        session = SandboxSession(lambda: E2BTransport(timeout=1800))
+        session.start()
+    """
+
+    kind = "e2b"
+
+    def __init__(
+        self,
+        template: str | None = None,
+        *,
+        timeout: int = 3600,
+        api_key: str | None = None,
+        work_dir: str = "/home/user/rlm",
+        python: str = "python3",
+        request_timeout: float = 60.0,
+    ) -> None:
+        try:
+            from e2b import Sandbox
+        except ImportError as exc:
+            raise SandboxError("the e2b sandbox needs the E2B SDK: pip install e2b") from exc
+        api_key = api_key or os.environ.get("E2B_API_KEY")
+        if not api_key and os.environ.get("E2B_DEBUG", "").lower() != "true":
+            raise SandboxError("the e2b sandbox needs an E2B API key: set E2B_API_KEY or pass api_key=...")
+        self.work_dir = work_dir.rstrip("/") or "/"
+        self._lines: queue.Queue[str | None] = queue.Queue()
+        self._partial: list[str] = []  # the unfinished line, in pieces
+        self._err_tail: collections.deque[str] = collections.deque(maxlen=40)
+        self._exit: str | None = None
+        self._done = threading.Event()
+        self._closed = False
+        self._handle: CommandHandle | None = None
+        try:
+            self._sbx: Sandbox = Sandbox.create(
+                template=template, timeout=timeout, api_key=api_key, request_timeout=request_timeout
+            )
+        except Exception as exc:  # the SDK's errors (auth, quota, network) share no useful base
+            raise SandboxError(f"could not create the E2B sandbox: {exc}") from exc
+        try:
+            self._upload(WORKER_SOURCE, f"{self.work_dir}/worker.py")
+            # `exec` makes the worker the process the handle's pid names, so a kill reaches it.
+            self._handle = self._sbx.commands.run(
+                f"exec {python} -s -u worker.py",
+                background=True,
+                stdin=True,
+                cwd=self.work_dir,
+                envs=_ENV,
+                timeout=0,  # the event stream lives as long as the worker
+                retain_output=False,  # output is consumed by the callbacks, not kept twice
+            )
+        except Exception as exc:
+            self.close()
+            raise SandboxError(f"could not start the worker in the E2B sandbox: {exc}") from exc
+        threading.Thread(target=self._pump, name="rlm-e2b-reader", daemon=True).start()
+
+    def _pump(self) -> None:
+        """Follow the command's event stream until the worker ends; then signal end of stream."""
+        from e2b import CommandExitException
+
+        assert self._handle is not None
+        try:
+            self._handle.wait(on_stdout=self._on_stdout, on_stderr=self._on_stderr)
+            self._exit = "exit code 0"
+        except CommandExitException as exc:
+            self._exit = f"exit code {exc.exit_code}" + (f", {exc.error}" if exc.error else "")
+        except Exception as exc:  # the stream broke: sandbox killed, expired or unreachable
+            self._exit = f"the sandbox stream ended: {exc}"
+        if self._partial:  # a line cut off by the worker's death is not a message
+            self._err_tail.append("[unfinished stdout line] " + "".join(self._partial)[:500])
+        self._done.set()
+        self._lines.put(None)
+
+    def _on_stdout(self, chunk: str) -> None:
+        *complete, rest = chunk.split("\n")
+        if complete:
+            complete[0] = "".join(self._partial) + complete[0]
+            self._partial.clear()
+            for line in complete:
+                self._lines.put(line)
+        if rest:
+            self._partial.append(rest)
+
+    def _on_stderr(self, chunk: str) -> None:
+        self._err_tail.append(chunk[-500:])
+
+    def _upload(self, local_path: Path, remote: str) -> None:
+        with open(local_path, "rb") as f:  # a file object is streamed in chunks, not read whole
+            try:
+                self._sbx.files.write(remote, f)
+            except Exception as exc:
+                raise SandboxError(f"could not upload {local_path} to the E2B sandbox: {exc}") from exc
+
+    def send(self, line: str) -> None:
+        if self._closed or self._handle is None:
+            raise WorkerCrashed("the e2b sandbox is closed")
+        try:
+            self._sbx.commands.send_stdin(self._handle.pid, line + "\n")
+        except Exception as exc:
+            raise WorkerCrashed(self._crash_message(f"sending to it failed: {exc}")) from exc
+
+    def receive(self, timeout: float | None) -> str | None:
+        try:
+            line = self._lines.get(timeout=timeout)
+        except queue.Empty:
+            return None
+        if line is None:
+            self._lines.put(None)  # keep reporting the crash to later calls
+            raise WorkerCrashed(self._crash_message())
+        return line
+
+    def _crash_message(self, detail: str = "") -> str:
+        self._done.wait(2)
+        reason = self._exit or detail or "no exit status"
+        tail = self.stderr_tail().strip()[-1500:]
+        return f"the e2b sandbox worker died ({reason})" + (f"; its last output:\n{tail}" if tail else "")
+
+    def alive(self) -> bool:
+        return not (self._done.is_set() or self._closed)
+
+    def stderr_tail(self) -> str:
+        return "".join(self._err_tail)
+
+    def put_file(self, local_path: Path, name: str) -> str:
+        if Path(name).name != name or name in ("", ".", "..", "worker.py"):
+            raise SandboxError(f"invalid sandbox file name {name!r}")
+        remote = f"{self.work_dir}/{name}"
+        self._upload(local_path, remote)
+        return remote
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        # Kill the worker first: a debug sandbox (E2B_DEBUG) ignores kill(), and a real one
+        # stops billing only when the sandbox itself is gone.
+        stops = [self._handle.kill] if self._handle else []
+        for stop in (*stops, self._sbx.kill):
+            try:
+                stop()
+            except Exception:  # already gone or unreachable: nothing left to free on our side
+                pass

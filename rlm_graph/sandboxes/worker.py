@@ -1,0 +1,440 @@
+"""The in-sandbox REPL worker. Standard library only: it runs unchanged in a local subprocess,
+a Docker container or an E2B sandbox, started as ``python3 -u worker.py``.
+
+It speaks JSON lines. Host -> worker::
+
+    {"type": "load_context", "path": "...", "format": "text|json|jsonl|csv|auto"}
+    {"type": "exec", "cell": 3, "code": "...", "timeout": 60, "max_output_chars": 4000}
+    {"type": "answer", "id": 7, "texts": ["..."], "error": null}
+    {"type": "shutdown"}
+
+Worker -> host::
+
+    {"type": "ready", "pid": 123, "python": "3.11.7"}
+    {"type": "loaded", "meta": {...}}
+    {"type": "request", "id": 7, "kind": "llm|rlm", "prompts": ["..."], "contexts": [...]}
+    {"type": "result", "cell": 3, "stdout": "...", "stderr": "...", "error": "...",
+     "final": null, "vars": {"name": "type"}, "timed_out": false}
+
+The protocol channel is a private copy of the original stdout; file descriptor 1 is pointed at
+stderr so that output from C extensions or child processes cannot corrupt it.
+"""
+
+from __future__ import annotations
+
+import ast
+import csv
+import io
+import json
+import os
+import signal
+import sys
+import time
+import traceback
+
+_PROTO = None  # the protocol output stream, set in main()
+_IN = None  # the protocol input stream
+_REQ_ID = 0
+_RESERVED = (
+    "context",
+    "llm_query",
+    "llm_query_batched",
+    "rlm_query",
+    "rlm_query_batched",
+    "FINAL",
+    "FINAL_VAR",
+    "SHOW_VARS",
+)
+
+
+class CellTimeout(BaseException):
+    """Raised inside a cell when its time is up. A BaseException so `except Exception` can't eat it."""
+
+
+class _Capped(io.TextIOBase):
+    """A text sink that keeps the head and the tail of what is written, in bounded memory."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = max(int(limit), 200)
+        self.half = self.limit // 2
+        self.head: list[str] = []
+        self.head_len = 0
+        self.tail = ""
+        self.total = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, s: str) -> int:
+        if not isinstance(s, str):
+            s = str(s)
+        n = len(s)
+        self.total += n
+        if self.head_len < self.half:
+            take = s[: self.half - self.head_len]
+            self.head.append(take)
+            self.head_len += len(take)
+            s = s[len(take) :]
+        if s:
+            self.tail = (self.tail + s)[-self.half :]
+        return n
+
+    def getvalue(self) -> str:
+        head = "".join(self.head)
+        shown = len(head) + len(self.tail)
+        if self.total <= shown:
+            return head + self.tail
+        omitted = self.total - shown
+        return head + "\n... [%d characters omitted] ...\n" % omitted + self.tail
+
+
+class _Channel:
+    def __init__(self) -> None:
+        self.final = None
+        self.timer_left = 0.0
+
+
+_CH = _Channel()
+_NS: dict = {}
+_CONTEXT_SOURCE: dict = {}
+
+
+def _send(msg: dict) -> None:
+    _PROTO.write(json.dumps(msg, ensure_ascii=False) + "\n")
+    _PROTO.flush()
+
+
+def _read() -> dict | None:
+    line = _IN.readline()
+    if not line:
+        return None
+    return json.loads(line)
+
+
+def _pause_timer() -> None:
+    # Time spent waiting for the host's sub-call answers does not count against the cell.
+    left, _ = signal.getitimer(signal.ITIMER_REAL)
+    _CH.timer_left = left
+    signal.setitimer(signal.ITIMER_REAL, 0)
+
+
+def _resume_timer() -> None:
+    if _CH.timer_left > 0:
+        signal.setitimer(signal.ITIMER_REAL, _CH.timer_left)
+
+
+def _ask(kind: str, prompts: list, contexts: list | None = None) -> list:
+    global _REQ_ID
+    _REQ_ID += 1
+    rid = _REQ_ID
+    msg = {"type": "request", "id": rid, "kind": kind, "prompts": prompts}
+    if contexts is not None:
+        msg["contexts"] = contexts
+    _pause_timer()
+    try:
+        _send(msg)
+        while True:
+            reply = _read()
+            if reply is None:
+                os._exit(0)  # host went away
+            if reply.get("type") == "shutdown":
+                os._exit(0)
+            if reply.get("type") == "answer" and reply.get("id") == rid:
+                break
+    finally:
+        _resume_timer()
+    if reply.get("error"):
+        raise RuntimeError(reply["error"])
+    return list(reply.get("texts") or [])
+
+
+def _as_prompt(p) -> str:
+    return p if isinstance(p, str) else json.dumps(p, ensure_ascii=False, default=str) if isinstance(p, (list, dict)) else str(p)
+
+
+def llm_query(prompt) -> str:
+    """Ask a sub-LM one question and return its answer as a string."""
+    return _ask("llm", [_as_prompt(prompt)])[0]
+
+
+def llm_query_batched(prompts) -> list:
+    """Ask a sub-LM many questions in parallel; answers come back in the same order."""
+    prompts = [_as_prompt(p) for p in list(prompts)]
+    if not prompts:
+        return []
+    return _ask("llm", prompts)
+
+
+def _ctx_payload(ctx):
+    if ctx is None:
+        return None
+    try:
+        json.dumps(ctx)
+        return ctx
+    except (TypeError, ValueError):
+        return str(ctx)
+
+
+def rlm_query(prompt, context=None) -> str:
+    """Ask a child RLM (one level deeper) a question over `context` (default: the prompt itself)."""
+    return _ask("rlm", [_as_prompt(prompt)], [_ctx_payload(context)])[0]
+
+
+def rlm_query_batched(prompts, contexts=None) -> list:
+    """Run several child RLMs in parallel; `contexts` is an optional list of the same length."""
+    prompts = [_as_prompt(p) for p in list(prompts)]
+    if not prompts:
+        return []
+    if contexts is None:
+        contexts = [None] * len(prompts)
+    contexts = list(contexts)
+    if len(contexts) != len(prompts):
+        raise ValueError("rlm_query_batched: contexts must have the same length as prompts")
+    return _ask("rlm", prompts, [_ctx_payload(c) for c in contexts])
+
+
+def FINAL(answer) -> None:
+    """Finish the run with this answer."""
+    if isinstance(answer, float) and answer.is_integer() and abs(answer) < 1e16:
+        answer = int(answer)  # 42.0 -> 42
+    _CH.final = answer if isinstance(answer, str) else str(answer) if isinstance(answer, (int, float)) else repr(answer)
+    print("FINAL answer recorded: %s" % _short(_CH.final))
+
+
+def FINAL_VAR(name) -> None:
+    """Finish the run with the value of the variable called `name`."""
+    if isinstance(name, str) and name.strip().isidentifier():
+        key = name.strip()
+        if key in _NS and key not in _RESERVED:
+            value = _NS[key]
+            _CH.final = value if isinstance(value, str) else str(value)
+            print("FINAL answer recorded from variable %s: %s" % (key, _short(_CH.final)))
+            return
+        if key in _NS:
+            raise NameError("FINAL_VAR(%r): that is a REPL function, not a variable" % key)
+        raise NameError(
+            "FINAL_VAR(%r): no such variable. Defined variables: %s" % (key, ", ".join(_user_vars()) or "none")
+        )
+    # Small models often pass the value itself: accept it.
+    FINAL(name)
+
+
+def SHOW_VARS() -> dict:
+    """Return the variables defined so far, with their types."""
+    return _user_vars()
+
+
+def _short(s: str, n: int = 200) -> str:
+    s = str(s)
+    return s if len(s) <= n else s[:n] + "..."
+
+
+def _user_vars() -> dict:
+    out = {}
+    for k, v in _NS.items():
+        if k.startswith("_") or k in _RESERVED or k == "__builtins__":
+            continue
+        if type(v).__name__ in ("module", "function", "builtin_function_or_method", "type") and k in (
+            getattr(v, "__name__", None),
+        ):
+            continue
+        out[k] = type(v).__name__
+        if len(out) >= 200:
+            break
+    return out
+
+
+_FUNCS = {
+    "llm_query": llm_query,
+    "llm_query_batched": llm_query_batched,
+    "rlm_query": rlm_query,
+    "rlm_query_batched": rlm_query_batched,
+    "FINAL": FINAL,
+    "FINAL_VAR": FINAL_VAR,
+    "SHOW_VARS": SHOW_VARS,
+}
+
+
+def _restore() -> list:
+    """Put back REPL functions the code overwrote or deleted; return the names restored."""
+    restored = []
+    for name, fn in _FUNCS.items():
+        if _NS.get(name) is not fn:
+            if name in _NS or _NS.get("__rlm_installed__"):
+                restored.append(name)
+            _NS[name] = fn
+    if "context" not in _NS and _CONTEXT_SOURCE:
+        _NS["context"] = _load(_CONTEXT_SOURCE["path"], _CONTEXT_SOURCE["format"])
+        restored.append("context")
+    _NS["__rlm_installed__"] = True
+    return restored
+
+
+def _number(s: str):
+    try:
+        return int(s)
+    except ValueError:
+        try:
+            return float(s)
+        except ValueError:
+            return s
+
+
+def _load(path: str, fmt: str):
+    if fmt == "auto":
+        low = path.lower()
+        fmt = "json" if low.endswith(".json") else "jsonl" if low.endswith(".jsonl") else "csv" if low.endswith(".csv") else "text"
+    if fmt == "text":
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return f.read()
+    if fmt == "json":
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    if fmt == "jsonl":
+        with open(path, encoding="utf-8") as f:
+            return [json.loads(line) for line in f if line.strip()]
+    if fmt == "csv":
+        with open(path, encoding="utf-8", newline="") as f:
+            return [{k: _number(v) if isinstance(v, str) else v for k, v in row.items()} for row in csv.DictReader(f)]
+    raise ValueError("unknown context format %r" % fmt)
+
+
+def _preview(value, n: int = 300) -> str:
+    if isinstance(value, str):
+        return value[:n]
+    if isinstance(value, list):
+        parts = []
+        for item in value[:3]:
+            parts.append(_short(repr(item), 150))
+        return "[" + ", ".join(parts) + (", ..." if len(value) > 3 else "") + "]"
+    if isinstance(value, dict):
+        keys = list(value)[:20]
+        return "keys: " + ", ".join(repr(k) for k in keys) + (", ..." if len(value) > 20 else "")
+    return _short(repr(value), n)
+
+
+def _meta(value) -> dict:
+    meta = {"type": type(value).__name__}
+    if isinstance(value, str):
+        meta["length"] = len(value)
+        meta["lines"] = value.count("\n") + (1 if value and not value.endswith("\n") else 0)
+    elif isinstance(value, (list, dict)):
+        meta["length"] = len(value)
+        sizes = [len(x) if isinstance(x, (str, list, dict)) else len(repr(x)) for x in (value if isinstance(value, list) else value.values())]
+        meta["total_chars"] = sum(len(x) if isinstance(x, str) else len(json.dumps(x, default=str)) for x in (value if isinstance(value, list) else value.values())) if len(value) <= 100000 else None
+        meta["chunk_lengths"] = sizes[:20]
+        if isinstance(value, dict):
+            meta["keys"] = [str(k) for k in list(value)[:20]]
+    meta["preview"] = _preview(value)
+    return meta
+
+
+def _on_alarm(signum, frame):
+    raise CellTimeout()
+
+
+def _exec_cell(cell: int, code: str, timeout: float, limit: int) -> dict:
+    out = _Capped(limit)
+    err = _Capped(max(limit // 2, 200))
+    error = None
+    timed_out = False
+    _CH.final = None
+    filename = "<cell %d>" % cell
+    old_out, old_err = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = out, err
+    try:
+        tree = ast.parse(code, filename, "exec")
+        last = None
+        if tree.body and isinstance(tree.body[-1], ast.Expr):
+            last = ast.Expression(tree.body.pop().value)
+        if timeout and timeout > 0:
+            signal.setitimer(signal.ITIMER_REAL, float(timeout))
+        try:
+            exec(compile(tree, filename, "exec"), _NS)
+            if last is not None:
+                value = eval(compile(last, filename, "eval"), _NS)
+                if value is not None:
+                    out.write(repr(value) + "\n")
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+    except CellTimeout:
+        timed_out = True
+        error = "TimeoutError: the cell ran longer than %s s and was stopped. Variables assigned before that are kept." % timeout
+    except SyntaxError as exc:
+        error = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+    except BaseException as exc:  # the cell's own errors, SystemExit and KeyboardInterrupt included
+        tb = traceback.extract_tb(exc.__traceback__)
+        frames = [f for f in tb if f.filename == filename]
+        lines = traceback.format_list(frames[-5:]) if frames else []
+        error = ("".join(lines) + "".join(traceback.format_exception_only(type(exc), exc))).strip()
+    finally:
+        sys.stdout, sys.stderr = old_out, old_err
+    restored = _restore()
+    stderr = err.getvalue()
+    if restored:
+        stderr += "note: %s %s restored: the REPL's own names cannot be replaced.\n" % (
+            ", ".join(restored),
+            "was" if len(restored) == 1 else "were",
+        )
+    final = _CH.final
+    _CH.final = None
+    return {
+        "type": "result",
+        "cell": cell,
+        "stdout": out.getvalue(),
+        "stderr": stderr,
+        "error": error,
+        "final": final,
+        "vars": _user_vars(),
+        "timed_out": timed_out,
+    }
+
+
+def main() -> None:
+    global _PROTO, _IN
+    proto_fd = os.dup(1)
+    os.dup2(2, 1)  # stray writes to fd 1 (C code, os.system) land on stderr, not on the channel
+    _PROTO = os.fdopen(proto_fd, "w", encoding="utf-8", buffering=1)
+    _IN = io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8")
+    sys.stdout = io.TextIOWrapper(os.fdopen(os.dup(2), "wb"), encoding="utf-8", line_buffering=True)
+    signal.signal(signal.SIGALRM, _on_alarm)
+    sys.setrecursionlimit(10000)
+    _NS["__name__"] = "__main__"
+    _restore()
+    _send({"type": "ready", "pid": os.getpid(), "python": sys.version.split()[0]})
+    while True:
+        try:
+            msg = _read()
+        except ValueError as exc:
+            _send({"type": "protocol_error", "error": str(exc)})
+            continue
+        if msg is None or msg.get("type") == "shutdown":
+            break
+        kind = msg.get("type")
+        if kind == "load_context":
+            try:
+                start = time.time()
+                value = _load(msg["path"], msg.get("format", "auto"))
+                _NS["context"] = value
+                _CONTEXT_SOURCE.update(path=msg["path"], format=msg.get("format", "auto"))
+                meta = _meta(value)
+                meta["load_seconds"] = round(time.time() - start, 3)
+                _send({"type": "loaded", "meta": meta})
+            except Exception as exc:
+                _send({"type": "loaded", "error": "%s: %s" % (type(exc).__name__, exc)})
+        elif kind == "exec":
+            result = _exec_cell(
+                int(msg.get("cell", 0)),
+                msg.get("code", ""),
+                float(msg.get("timeout") or 0),
+                int(msg.get("max_output_chars") or 4000),
+            )
+            _send(result)
+        elif kind == "ping":
+            _send({"type": "pong"})
+        else:
+            _send({"type": "protocol_error", "error": "unknown message type %r" % kind})
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,106 @@
+"""E2BTransport through the real E2B SDK in debug mode (E2B_DEBUG=true), against the local fake envd.
+
+The fake listens on the fixed port 49983 the SDK uses in debug mode: keep every test that needs it
+in this module, and never run it in parallel with itself.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from rlm_graph.errors import SandboxError, WorkerCrashed
+from rlm_graph.sandboxes.e2b import E2BTransport
+from rlm_graph.sandboxes.protocol import CellResult, SubRequest
+from rlm_graph.sandboxes.session import SandboxSession
+from tests.sandboxes.fake_e2b import FakeEnvd
+
+
+@pytest.fixture(scope="module")
+def envd() -> Iterator[FakeEnvd]:
+    with FakeEnvd() as fake:
+        yield fake
+
+
+@pytest.fixture
+def open_session(
+    envd: FakeEnvd, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Callable[..., SandboxSession]]:
+    """Start sessions on the fake envd; the sandbox's work dir is a real folder under tmp_path."""
+    monkeypatch.setenv("E2B_DEBUG", "true")
+    monkeypatch.delenv("E2B_API_KEY", raising=False)
+    sessions: list[SandboxSession] = []
+
+    def start(**options: object) -> SandboxSession:
+        session = SandboxSession(lambda: E2BTransport(work_dir=str(tmp_path / "sandbox")), **options)  # type: ignore[arg-type]
+        sessions.append(session)
+        session.start()
+        return session
+
+    yield start
+    for session in sessions:
+        session.close()
+
+
+def test_trivial_cell(open_session: Callable[..., SandboxSession]) -> None:
+    session = open_session()
+    assert session.kind == "e2b"
+    out = session.step(0, "x = 6 * 7\nx")
+    assert isinstance(out, CellResult) and out.stdout == "42\n" and out.vars == {"x": "int"}
+
+
+def test_context_upload_and_long_lines(open_session: Callable[..., SandboxSession], tmp_path: Path) -> None:
+    session = open_session(max_output_chars=50_000)
+    path = tmp_path / "big.txt"
+    path.write_text("zeile ünïcode €\n" * 20_000, encoding="utf-8")  # uploaded as a stream
+    meta = session.load_context(path)
+    assert meta["type"] == "str" and meta["lines"] == 20_000
+    # One result line of ~60 kB of multi-byte text arrives in many 1000-byte chunks.
+    out = session.step(0, "print('€' * 20_000)")
+    assert isinstance(out, CellResult) and out.stdout == "€" * 20_000 + "\n"
+    out = session.step(1, "context.count('€')")
+    assert isinstance(out, CellResult) and out.stdout == "20000\n"
+
+
+def test_llm_query_round_trip(open_session: Callable[..., SandboxSession]) -> None:
+    session = open_session()
+    code = "a = llm_query('ping')\nb = llm_query_batched(['x', 'y'])\nprint(a.upper(), b)"
+    req = session.step(0, code)
+    assert isinstance(req, SubRequest) and req.kind == "llm" and req.prompts == ["ping"]
+    session.answer(req, ["pong"])
+    req = session.step(0, code)
+    assert isinstance(req, SubRequest) and req.prompts == ["x", "y"]
+    session.answer(req, ["X!", "Y!"])
+    out = session.step(0, code)
+    assert isinstance(out, CellResult) and out.stdout == "PONG ['X!', 'Y!']\n"
+
+
+def test_worker_exit_is_reported(open_session: Callable[..., SandboxSession]) -> None:
+    session = open_session()
+    with pytest.raises(WorkerCrashed, match="exit code 3"):
+        session.step(0, "import os\nos._exit(3)")
+
+
+def test_close_stops_the_worker(open_session: Callable[..., SandboxSession], envd: FakeEnvd) -> None:
+    session = open_session()
+    transport = session.transport
+    assert isinstance(transport, E2BTransport) and transport._handle is not None
+    pid = transport._handle.pid
+    transport.close()  # a kill, without the session's polite shutdown message
+    deadline = time.monotonic() + 10
+    while pid in envd.service.procs and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert pid not in envd.service.procs
+    with pytest.raises(OSError):
+        os.kill(pid, 0)
+
+
+def test_missing_api_key_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("E2B_DEBUG", raising=False)
+    monkeypatch.delenv("E2B_API_KEY", raising=False)
+    with pytest.raises(SandboxError, match="E2B_API_KEY"):
+        E2BTransport()

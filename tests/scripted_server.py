@@ -1,0 +1,186 @@
+"""A scripted OpenAI-compatible chat server on loopback, so tests run the real client code.
+
+Root turns (requests whose first message is the RLM system prompt) get the next reply of the
+``root`` script; every other request is a sub-call and gets ``sub(prompt)``. Each request is
+recorded with its arrival and reply times, so tests can check parallelism and that a resumed run
+repeats no call. Run it standalone for subprocess tests::
+
+    python -m tests.scripted_server --port 0 --script script.json --log requests.jsonl
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import threading
+import time
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+Reply = str | dict[str, Any]  # a text, or {"status": 500, "body": ...} / {"text":..., "usage": None, "delay": 1}
+
+
+def _is_root(messages: list[dict[str, Any]]) -> bool:
+    return bool(messages) and messages[0].get("role") == "system" and "REPL" in str(messages[0].get("content"))
+
+
+class ScriptedServer:
+    """Serve ``/v1/chat/completions`` from a script. Use as a context manager; ``.base_url`` to connect."""
+
+    def __init__(
+        self,
+        root: list[Reply] | Callable[[list[dict[str, Any]]], Reply] = (),
+        sub: Callable[[str], Reply] | dict[str, Reply] | None = None,
+        *,
+        sub_delay: float = 0.0,
+        log_path: str | Path | None = None,
+        port: int = 0,
+    ) -> None:
+        self.root_script = root if callable(root) else list(root)
+        self.sub = sub
+        self.sub_delay = sub_delay
+        self.requests: list[dict[str, Any]] = []
+        self.lock = threading.Lock()
+        self.root_index = 0
+        self.log_path = Path(log_path) if log_path else None
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                self._json(200, {"object": "list", "data": [{"id": "scripted", "object": "model"}]})
+
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
+                status, payload, raw = server.handle(body)
+                if raw is not None:
+                    data = raw.encode()
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                    return
+                self._json(status, payload)
+
+            def _json(self, status: int, payload: Any) -> None:
+                data = json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self.httpd.daemon_threads = True
+        self.port = self.httpd.server_address[1]
+        self.base_url = f"http://127.0.0.1:{self.port}/v1"
+        self._thread: threading.Thread | None = None
+
+    # -- scripting -----------------------------------------------------------------------
+    def _next(self, messages: list[dict[str, Any]]) -> tuple[str, Reply]:
+        if _is_root(messages):
+            with self.lock:
+                if callable(self.root_script):
+                    return "root", self.root_script(messages)
+                i = self.root_index
+                self.root_index += 1
+            script = self.root_script
+            return "root", script[i] if i < len(script) else "FINAL(script exhausted)"
+        prompt = str(messages[-1].get("content"))
+        if self.sub is None:
+            return "sub", f"answer to: {prompt[:40]}"
+        if callable(self.sub):
+            return "sub", self.sub(prompt)
+        for key, value in self.sub.items():
+            if key in prompt:
+                return "sub", value
+        return "sub", "unknown"
+
+    def handle(self, body: dict[str, Any]) -> tuple[int, Any, str | None]:
+        messages = body.get("messages") or []
+        arrived = time.monotonic()
+        role, reply = self._next(messages)
+        spec = reply if isinstance(reply, dict) else {"text": reply}
+        delay = spec.get("delay", self.sub_delay if role == "sub" else 0.0)
+        if delay:
+            time.sleep(delay)
+        record = {
+            "role": role,
+            "prompt": str(messages[-1].get("content")) if messages else "",
+            "n_messages": len(messages),
+            "stop": body.get("stop"),
+            "max_tokens": body.get("max_tokens"),
+            "arrived": arrived,
+            "done": time.monotonic(),
+            "status": spec.get("status", 200),
+        }
+        with self.lock:
+            self.requests.append(record)
+            if self.log_path:
+                with self.log_path.open("a") as f:
+                    f.write(json.dumps({k: record[k] for k in ("role", "prompt", "n_messages", "status")}) + "\n")
+        if "raw" in spec:
+            return int(spec.get("status", 200)), None, spec["raw"]
+        if spec.get("status", 200) != 200:
+            return int(spec["status"]), spec.get("body", {"error": {"message": "scripted error"}}), None
+        text = spec["text"]
+        prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in messages)
+        usage = spec.get("usage", {"prompt_tokens": prompt_tokens, "completion_tokens": len(text.split()), "total_tokens": prompt_tokens + len(text.split())})
+        payload: dict[str, Any] = {
+            "id": "chatcmpl-scripted",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": body.get("model", "scripted"),
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+        }
+        if usage is not None:
+            payload["usage"] = usage
+        return 200, payload, None
+
+    # -- views ---------------------------------------------------------------------------
+    def root_requests(self) -> list[dict[str, Any]]:
+        return [r for r in self.requests if r["role"] == "root"]
+
+    def sub_requests(self) -> list[dict[str, Any]]:
+        return [r for r in self.requests if r["role"] == "sub"]
+
+    # -- lifecycle -----------------------------------------------------------------------
+    def start(self) -> "ScriptedServer":
+        self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    def __enter__(self) -> "ScriptedServer":
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--script", required=True, help='JSON: {"root": [...], "sub": {"substring": "answer"}, "sub_delay": 0}')
+    parser.add_argument("--log", help="append one JSON line per request here")
+    parser.add_argument("--port-file", help="write the bound port here once listening")
+    args = parser.parse_args()
+    script = json.loads(Path(args.script).read_text())
+    server = ScriptedServer(script.get("root", []), script.get("sub"), sub_delay=script.get("sub_delay", 0.0), log_path=args.log, port=args.port)
+    if args.port_file:
+        Path(args.port_file).write_text(str(server.port))
+    server.httpd.serve_forever()
+
+
+if __name__ == "__main__":
+    main()
