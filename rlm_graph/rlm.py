@@ -20,6 +20,7 @@ from rlm_graph.errors import ConfigurationError, RunNotFoundError
 from rlm_graph.graph.builder import build_graph
 from rlm_graph.graph.settings import Limits, RLMContext
 from rlm_graph.models import resolve_model
+from rlm_graph.nodes.recurse import EXECUTOR_THREADS
 from rlm_graph.sandboxes import SANDBOX_KINDS
 
 DEFAULT_QUERY = "Answer the question or do the task that the context describes."
@@ -176,7 +177,7 @@ class RLM:
     def _config(self, thread_id: str) -> dict[str, Any]:
         return {
             "configurable": {"thread_id": thread_id},
-            "max_concurrency": self.limits.max_concurrency,
+            "max_concurrency": EXECUTOR_THREADS,  # threads; sub-calls in flight are capped per run
             "recursion_limit": 100_000,
         }
 

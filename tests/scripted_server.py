@@ -58,24 +58,23 @@ class ScriptedServer:
 
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
-                status, payload, raw = server.handle(body)
-                if raw is not None:
-                    data = raw.encode()
-                    self.send_response(status)
-                    self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(data)))
-                    self.end_headers()
-                    self.wfile.write(data)
-                    return
-                self._json(status, payload)
+                status, payload, raw, record = server.handle(body)
+                try:
+                    self._send(status, raw.encode() if raw is not None else json.dumps(payload).encode())
+                    record["delivered"] = True
+                except OSError:  # the client died before reading its reply: the call never finished
+                    record["delivered"] = False
 
             def _json(self, status: int, payload: Any) -> None:
-                data = json.dumps(payload).encode()
+                self._send(status, json.dumps(payload).encode())
+
+            def _send(self, status: int, data: bytes) -> None:
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)
+                self.wfile.flush()
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.httpd.daemon_threads = True
@@ -103,7 +102,7 @@ class ScriptedServer:
                 return "sub", value
         return "sub", "unknown"
 
-    def handle(self, body: dict[str, Any]) -> tuple[int, Any, str | None]:
+    def handle(self, body: dict[str, Any]) -> tuple[int, Any, str | None, dict[str, Any]]:
         messages = body.get("messages") or []
         arrived = time.monotonic()
         role, reply = self._next(messages)
@@ -127,9 +126,9 @@ class ScriptedServer:
                 with self.log_path.open("a") as f:
                     f.write(json.dumps({k: record[k] for k in ("role", "prompt", "n_messages", "status")}) + "\n")
         if "raw" in spec:
-            return int(spec.get("status", 200)), None, spec["raw"]
+            return int(spec.get("status", 200)), None, spec["raw"], record
         if spec.get("status", 200) != 200:
-            return int(spec["status"]), spec.get("body", {"error": {"message": "scripted error"}}), None
+            return int(spec["status"]), spec.get("body", {"error": {"message": "scripted error"}}), None, record
         text = spec["text"]
         prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in messages)
         usage = spec.get("usage", {"prompt_tokens": prompt_tokens, "completion_tokens": len(text.split()), "total_tokens": prompt_tokens + len(text.split())})
@@ -142,7 +141,7 @@ class ScriptedServer:
         }
         if usage is not None:
             payload["usage"] = usage
-        return 200, payload, None
+        return 200, payload, None, record
 
     # -- views ---------------------------------------------------------------------------
     def root_requests(self) -> list[dict[str, Any]]:

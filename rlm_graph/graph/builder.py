@@ -18,7 +18,7 @@ from rlm_graph.nodes.check_final import check_final, route_check_final
 from rlm_graph.nodes.execute import execute, route_execute
 from rlm_graph.nodes.generate import generate, route_generate
 from rlm_graph.nodes.prepare import prepare
-from rlm_graph.nodes.recurse import fan_out, recurse
+from rlm_graph.nodes.recurse import EXECUTOR_THREADS, fan_out, recurse
 from rlm_graph.nodes.sub_call import sub_call
 from rlm_graph.sandboxes import SANDBOX_KINDS
 
@@ -102,4 +102,4 @@ def build_graph(defaults: RLMContext, *, checkpointer: Checkpointer = None, name
     # Children (rlm_query) run a copy without a checkpointer of its own: nested in a sub_call
     # task, they use the parent's, under that task's namespace.
     holder["graph"] = builder.compile(name=name) if checkpointer is not None else graph
-    return graph.with_config(max_concurrency=defaults.limits.max_concurrency)  # type: ignore[return-value]
+    return graph.with_config(max_concurrency=EXECUTOR_THREADS)  # type: ignore[return-value]

@@ -9,6 +9,7 @@ recorded cells, serving each sub-call from the record: no model call is repeated
 from __future__ import annotations
 
 import logging
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -96,10 +97,30 @@ def _fresh_answers(req: SubRequest, ctx: RLMContext) -> list[str]:
     return [call_model(ctx.sub, [HumanMessage(p)], label=ctx.sub_label).text for p in req.prompts]
 
 
+_SLOTS: dict[str, threading.BoundedSemaphore] = {}
+_SLOTS_LOCK = threading.Lock()
+
+
+def concurrency_slot(run_id: str, limit: int) -> threading.BoundedSemaphore:
+    """The semaphore that caps a run's sub-calls in flight at ``max_concurrency``.
+
+    The cap is not LangGraph's ``max_concurrency`` config: that also sizes the thread pool the
+    checkpoint writes go through, and a pool full of waiting tasks would hold a finished task's
+    write back until the whole fan-out is done (a kill then loses answers already paid for).
+    """
+    with _SLOTS_LOCK:
+        slot = _SLOTS.get(run_id)
+        if slot is None:
+            slot = _SLOTS[run_id] = threading.BoundedSemaphore(max(1, int(limit)))
+        return slot
+
+
 def close_session(state: RLMState) -> None:
     """Stop the run's sandbox (the run has ended)."""
     if state.get("run_id"):
         POOL.discard(state["run_id"])
+        with _SLOTS_LOCK:
+            _SLOTS.pop(state["run_id"], None)
 
 
 def remaining(limits: Limits, state: RLMState, ctx: RLMContext) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from langchain_core.messages import HumanMessage
 from langgraph.runtime import Runtime
 
 from rlm_graph.errors import ModelError
-from rlm_graph.graph.runtime import settings_of
+from rlm_graph.graph.runtime import concurrency_slot, settings_of
 from rlm_graph.graph.settings import RLMContext
 from rlm_graph.graph.state import Pending
 from rlm_graph.models.calls import call_model
@@ -31,6 +31,12 @@ def sub_call(
 ) -> dict[str, Any]:
     """Run one sub-call; its answer goes to ``answers[task.key]`` and its usage to the run's total."""
     ctx = settings_of(runtime, defaults)
+    limits = task.get("limits") or {}
+    with concurrency_slot(task.get("run_id") or "", int(limits.get("max_concurrency") or ctx.limits.max_concurrency)):
+        return _answer(task, ctx, child_graph)
+
+
+def _answer(task: Pending, ctx: RLMContext, child_graph: Callable[[], Any] | None) -> dict[str, Any]:
     start = time.monotonic()
     depth = int(task.get("depth") or 0)
     max_depth = int((task.get("limits") or {}).get("max_depth", ctx.limits.max_depth))

@@ -16,7 +16,6 @@ need anyway. The container's stderr goes to its log, read for crash reports.
 
 from __future__ import annotations
 
-import collections
 import os
 import queue
 import shutil
@@ -25,6 +24,8 @@ import stat
 import tempfile
 import threading
 import time
+import weakref
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +34,7 @@ from rlm_graph.sandboxes.base import Transport
 from rlm_graph.sandboxes.docker_image import IMAGE, LABEL_HOST_MOUNTS, LABEL_PYTHON, SANDBOX_UID, docker_client
 
 if TYPE_CHECKING:
+    import docker
     from docker.models.containers import Container
 
 WORKER_SOURCE = Path(__file__).with_name("worker.py")
@@ -96,87 +98,106 @@ class DockerTransport(Transport):
         tmpfs_mb: int = 64,
         startup_timeout: float = 30.0,
     ) -> None:
-        self._client = docker_client()  # a SandboxError if the SDK or the engine is missing
-        import docker
-        from docker.types import LogConfig, Mount, Ulimit
-
-        self.memory_mb = memory_mb
+        self._res = _Resources(docker_client(), Path(tempfile.mkdtemp(prefix="rlm-docker-")))
+        # Freed by close(), or when the transport is garbage-collected or the interpreter exits.
+        self._release = weakref.finalize(self, self._res.release)
+        self._client = self._res.client
+        self.memory_mb, self.cpus, self.pids_limit, self.tmpfs_mb = memory_mb, cpus, pids_limit, tmpfs_mb
         self._closed = False
-        self._eof = False
+        self._eof = threading.Event()
         self._crash: str | None = None
-        self._container: Container | None = None
-        self._sock: socket.socket | None = None
         self._lines: queue.Queue[str | None] = queue.Queue()
         self._send_lock = threading.Lock()
-        # The private folder: read-only at /rlm inside; holds the worker, contexts and the socket.
-        self._box = Path(tempfile.mkdtemp(prefix="rlm-docker-"))
-        self._inbox = self._box / "in"
+        # The private folder, read-only at /rlm inside: the worker, the contexts and the socket.
+        self._inbox = self._res.box / "in"
         self._own_work = work_dir is None
-        self.work_dir = Path(work_dir) if work_dir is not None else self._box / "work"
+        self.work_dir = Path(work_dir) if work_dir is not None else self._res.box / "work"
+        try:
+            self._res.sock = self._start(image, user or _default_user(), startup_timeout)
+        except BaseException:
+            self.close()
+            raise
+        # The reader holds no reference to self, so an unclosed transport can still be collected.
+        reader = threading.Thread(target=_read_lines, args=(self._res.sock, self._lines, self._eof), daemon=True)
+        reader.start()
+
+    @property
+    def _container(self) -> Container | None:
+        return self._res.container
+
+    def _start(self, image: str, user: str, startup_timeout: float) -> socket.socket:
+        """Create and start the container; return the worker's connection."""
+        import docker
+
         try:
             labels = self._client.images.get(image).labels or {}
         except docker.errors.ImageNotFound:
-            self.close()
             raise SandboxError(
                 f"the Docker image {image!r} is not there: build it with scripts/docker-setup.sh "
                 "or `python -m rlm_graph.sandboxes.docker_image`"
             ) from None
+        except docker.errors.DockerException as exc:
+            raise SandboxError(f"could not inspect the Docker image {image!r}: {exc}") from exc
+        listener = self._listen(user)
+        try:
+            self._res.container = self._client.containers.create(
+                image,
+                [labels.get(LABEL_PYTHON) or "python3", "-c", _BOOT, "/rlm/sock", "/rlm/worker.py"],
+                **self._run_options(labels, user),
+            )
+            self._res.container.start()
+            return self._accept(listener, startup_timeout)
+        except docker.errors.DockerException as exc:
+            raise SandboxError(f"could not start the docker sandbox from {image!r}: {exc}") from exc
+        finally:
+            listener.close()
+            (self._inbox / "sock").unlink(missing_ok=True)
+
+    def _listen(self, user: str) -> socket.socket:
+        """Fill the private folder (worker script, listening socket) and make the work dir."""
         try:
             self._inbox.mkdir(mode=0o755)
             self.work_dir.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(WORKER_SOURCE, self._inbox / "worker.py")
             os.chmod(self._inbox / "worker.py", 0o644)
-            user = user or _default_user()
             if os.geteuid() == 0 and self._own_work:
                 uid, _, gid = user.partition(":")
                 os.chown(self.work_dir, int(uid), int(gid or uid))
             listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             listener.bind(str(self._inbox / "sock"))
-            os.chmod(self._inbox / "sock", 0o666)  # the container user connects as someone else
+            os.chmod(self._inbox / "sock", 0o666)  # the container's user is not the socket's owner
             listener.listen(1)
         except OSError as exc:
-            self.close()
-            raise SandboxError(f"could not prepare the docker sandbox folder {self._box}: {exc}") from exc
+            raise SandboxError(f"could not prepare the docker sandbox folder {self._res.box}: {exc}") from exc
+        return listener
+
+    def _run_options(self, labels: dict[str, str], user: str) -> dict[str, Any]:
+        """The container's isolation and limits, as keyword arguments of ``containers.create``."""
+        from docker.types import LogConfig, Mount, Ulimit
+
         mounts = [Mount(p, p, type="bind", read_only=True) for p in _split(labels.get(LABEL_HOST_MOUNTS))]
         mounts += [
             Mount("/rlm", str(self._inbox), type="bind", read_only=True),
             Mount("/work", str(self.work_dir.resolve()), type="bind"),
         ]
-        python = labels.get(LABEL_PYTHON) or "python3"
-        try:
-            self._container = self._client.containers.create(
-                image,
-                [python, "-c", _BOOT, "/rlm/sock", "/rlm/worker.py"],
-                user=user,
-                environment=_ENV,
-                working_dir="/work",
-                network_mode="none",
-                mem_limit=f"{memory_mb}m",
-                memswap_limit=f"{memory_mb}m",
-                nano_cpus=int(cpus * 1e9),
-                pids_limit=pids_limit,
-                read_only=True,
-                tmpfs={"/tmp": f"rw,nosuid,nodev,size={tmpfs_mb}m,mode=1777"},
-                mounts=mounts,
-                cap_drop=["ALL"],
-                security_opt=["no-new-privileges"],
-                ulimits=[Ulimit(name="core", soft=0, hard=0)],
-                labels={"org.rlm-graph.sandbox": "1"},
-                log_config=LogConfig(type="json-file", config={"max-size": "1m", "max-file": "1"}),
-            )
-            self._container.start()
-            self._sock = self._accept(listener, startup_timeout)
-        except docker.errors.DockerException as exc:
-            listener.close()
-            self.close()
-            raise SandboxError(f"could not start the docker sandbox from {image!r}: {exc}") from exc
-        except SandboxError:
-            listener.close()
-            self.close()
-            raise
-        listener.close()
-        os.unlink(self._inbox / "sock")
-        threading.Thread(target=self._pump, name="rlm-docker-reader", daemon=True).start()
+        return dict(
+            user=user,
+            environment=_ENV,
+            working_dir="/work",
+            network_mode="none",
+            mem_limit=f"{self.memory_mb}m",
+            memswap_limit=f"{self.memory_mb}m",  # no swap: going over the limit is an OOM kill
+            nano_cpus=int(self.cpus * 1e9),
+            pids_limit=self.pids_limit,
+            read_only=True,
+            tmpfs={"/tmp": f"rw,nosuid,nodev,size={self.tmpfs_mb}m,mode=1777"},
+            mounts=mounts,
+            cap_drop=["ALL"],
+            security_opt=["no-new-privileges"],
+            ulimits=[Ulimit(name="core", soft=0, hard=0)],
+            labels={"org.rlm-graph.sandbox": "1"},  # leftovers of a killed host: docker container prune --filter label=...
+            log_config=LogConfig(type="json-file", config={"max-size": "1m", "max-file": "1"}),
+        )
 
     def _accept(self, listener: socket.socket, timeout: float) -> socket.socket:
         """Wait for the worker to connect, watching for a container that died first."""
@@ -186,38 +207,26 @@ class DockerTransport(Transport):
         while True:
             try:
                 conn, _ = listener.accept()
-            except socket.timeout:
-                self._container.reload()
-                if self._container.status in ("exited", "dead"):
-                    raise SandboxError(f"the docker sandbox exited before its worker started: {self._describe_exit()}")
-                if time.monotonic() > deadline:
-                    raise SandboxError(f"the docker sandbox worker did not connect within {timeout:.0f} s")
-                continue
-            conn.settimeout(None)
-            return conn
-
-    def _pump(self) -> None:
-        """Queue each line the worker writes, until the socket closes."""
-        assert self._sock is not None
-        reader = self._sock.makefile("rb")
-        try:
-            for raw in iter(reader.readline, b""):
-                if not raw.endswith(b"\n"):
-                    break  # a line cut off by the worker's death is not a message
-                self._lines.put(raw[:-1].decode("utf-8", "replace"))
-        except OSError:
-            pass  # closed under us by close(), or reset by a dying worker: both end the stream
-        finally:
-            reader.close()
-        self._eof = True
-        self._lines.put(None)
+                conn.settimeout(None)
+                return conn
+            except TimeoutError:
+                pass
+            self._container.reload()
+            if self._container.status in ("exited", "dead"):
+                tail = self.stderr_tail().strip()[-1500:]
+                raise SandboxError(
+                    f"the docker sandbox exited before its worker started ({self._describe_exit()})"
+                    + (f"; its output:\n{tail}" if tail else "")
+                )
+            if time.monotonic() > deadline:
+                raise SandboxError(f"the docker sandbox worker did not connect within {timeout:.0f} s")
 
     def send(self, line: str) -> None:
-        if self._sock is None or self._closed:
+        if self._res.sock is None or self._closed:
             raise WorkerCrashed("the docker sandbox is closed")
         try:
             with self._send_lock:
-                self._sock.sendall(line.encode("utf-8") + b"\n")
+                self._res.sock.sendall(line.encode("utf-8") + b"\n")
         except OSError as exc:
             raise WorkerCrashed(self._crash_message()) from exc
 
@@ -253,13 +262,13 @@ class DockerTransport(Transport):
         return f"exit code {code}" + (" (killed)" if code == 137 else "")
 
     def alive(self) -> bool:
-        return not (self._eof or self._closed)
+        return not (self._eof.is_set() or self._closed)
 
     def stderr_tail(self) -> str:
         if self._container is None:
             return ""
         try:
-            return self._container.logs(stdout=True, stderr=True, tail=40).decode("utf-8", "replace")
+            return str(self._container.logs(stdout=True, stderr=True, tail=40).decode("utf-8", "replace"))
         except Exception:  # the container is gone
             return ""
 
@@ -268,34 +277,62 @@ class DockerTransport(Transport):
             raise SandboxError(f"invalid sandbox file name {name!r}")
         target = self._inbox / name
         target.unlink(missing_ok=True)
-        try:
-            # A hard link costs nothing for a large context; the read-only mount keeps the
-            # container from writing through it. It must be readable by the container's user.
-            if not os.stat(local_path).st_mode & stat.S_IROTH:
-                raise PermissionError("not world-readable")
-            os.link(local_path, target)
-        except OSError:
-            shutil.copyfile(local_path, target)
-            os.chmod(target, 0o644)
+        # A hard link costs nothing for a large context, and the read-only mount keeps the
+        # container from writing through it; but the container's user must be able to read it.
+        if os.stat(local_path).st_mode & stat.S_IROTH:
+            try:
+                os.link(local_path, target)
+                return f"/rlm/{name}"
+            except OSError:  # another filesystem, or linking not allowed: copy instead
+                pass
+        shutil.copyfile(local_path, target)
+        os.chmod(target, 0o644)
         return f"/rlm/{name}"
 
     def close(self) -> None:
-        if self._closed:
-            return
         self._closed = True
-        if self._sock is not None:
+        self._release()  # runs once, however often close() is called
+
+
+@dataclass
+class _Resources:
+    """What a transport holds outside Python, kept apart from it so a finalizer can free it."""
+
+    client: docker.DockerClient
+    box: Path  # the host folder with the /rlm inbox and, by default, the work dir
+    container: Container | None = None
+    sock: socket.socket | None = None
+
+    def release(self) -> None:
+        if self.sock is not None:
             try:
-                self._sock.shutdown(socket.SHUT_RDWR)
+                self.sock.shutdown(socket.SHUT_RDWR)  # also wakes the reader thread
             except OSError:
                 pass
-            self._sock.close()
-        if self._container is not None:
+            self.sock.close()
+        if self.container is not None:
             try:
-                self._container.remove(force=True)
+                self.container.remove(force=True)
             except Exception:  # already gone; the label lets `docker container prune` find leftovers
                 pass
-        self._client.close()
-        shutil.rmtree(self._box, ignore_errors=True)  # the default work dir lives inside it
+        self.client.close()
+        shutil.rmtree(self.box, ignore_errors=True)
+
+
+def _read_lines(sock: socket.socket, lines: queue.Queue[str | None], eof: threading.Event) -> None:
+    """Queue each line the worker writes, then None when the socket closes."""
+    reader = sock.makefile("rb")
+    try:
+        for raw in iter(reader.readline, b""):
+            if not raw.endswith(b"\n"):
+                break  # a line cut off by the worker's death is not a message
+            lines.put(raw[:-1].decode("utf-8", "replace"))
+    except OSError:
+        pass  # closed under us by close(), or reset by a dying worker: both end the stream
+    finally:
+        reader.close()
+    eof.set()
+    lines.put(None)
 
 
 def _default_user() -> str:

@@ -9,8 +9,8 @@ and to run the host's ``/usr/bin/python3``; the worker needs nothing beyond the 
 
 Why this and not the alternatives, for CI on a fresh machine:
 
-- It builds in well under a second and downloads nothing; a container starts, runs Python and
-  exits in about 0.25 s.
+- It builds in well under a second and downloads nothing, and a sandbox container is up with its
+  worker ready in about 0.2 s.
 - A ``debootstrap --variant=minbase --include=python3`` rootfs is self-contained but takes about a
   minute and 260 MB from the Debian mirror on every fresh machine.
 - A Dockerfile ``FROM python:3.x-slim`` needs a registry, which these machines cannot reach.
@@ -52,7 +52,7 @@ _PASSWD = "root:x:0:0:root:/root:/usr/sbin/nologin\nnobody:x:65534:65534:nobody:
 _GROUP = "root:x:0:\nnogroup:x:65534:\n"
 
 
-def docker_client(timeout: float = 120.0) -> "docker.DockerClient":
+def docker_client(timeout: float = 120.0) -> docker.DockerClient:
     """A client for the local Docker engine, or a SandboxError saying what is missing."""
     try:
         import docker
@@ -97,7 +97,7 @@ def _rootfs(host_root: str = "/") -> tuple[bytes, list[str]]:
     return buf.getvalue(), mounts
 
 
-def image_exists(client: "docker.DockerClient", name: str = IMAGE) -> bool:
+def image_exists(client: docker.DockerClient, name: str = IMAGE) -> bool:
     """True if the engine has an image called ``name``."""
     import docker
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import collections
 import os
 import queue
+import shlex
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -31,7 +32,7 @@ class E2BTransport(Transport):
     """Start ``worker.py`` in a new E2B sandbox; the sandbox is killed on close.
 
     Args:
-        template: E2B template name or id (default: E2B's base template, which has Python 3).
+        template: E2B template name or id, with ``python3`` on its PATH (default: E2B's default template).
         timeout: seconds the sandbox may live (E2B's hobby tier allows at most 3600).
         api_key: E2B API key (default: the ``E2B_API_KEY`` environment variable).
         work_dir: folder inside the sandbox for the worker and the context files.
@@ -73,7 +74,7 @@ class E2BTransport(Transport):
         self._exit: str | None = None
         self._done = threading.Event()
         self._closed = False
-        self._handle: CommandHandle | None = None
+        self._handle: CommandHandle[None] | None = None
         try:
             self._sbx: Sandbox = Sandbox.create(
                 template=template, timeout=timeout, api_key=api_key, request_timeout=request_timeout
@@ -84,7 +85,7 @@ class E2BTransport(Transport):
             self._upload(WORKER_SOURCE, f"{self.work_dir}/worker.py")
             # `exec` makes the worker the process the handle's pid names, so a kill reaches it.
             self._handle = self._sbx.commands.run(
-                f"exec {python} -s -u worker.py",
+                f"exec {shlex.quote(python)} -s -u worker.py",
                 background=True,
                 stdin=True,
                 cwd=self.work_dir,

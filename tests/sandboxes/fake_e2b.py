@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import tempfile
 import threading
@@ -19,7 +20,7 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal
 
 import uvicorn
 from connectrpc.code import Code
@@ -35,8 +36,9 @@ from starlette.routing import Route
 ENVD_PORT = 49983
 
 
-def _event(kind: str, value: Any) -> pb.StartResponse:
-    return pb.StartResponse(event=pb.ProcessEvent(event=Oneof(kind, value)))
+def _event(event: Any) -> pb.StartResponse:
+    """Wrap a ProcessEvent oneof (``Oneof("start", ...)``, data, end) in a stream message."""
+    return pb.StartResponse(event=pb.ProcessEvent(event=event))
 
 
 class FakeProcessService(Process):
@@ -47,7 +49,7 @@ class FakeProcessService(Process):
         self.procs: dict[int, asyncio.subprocess.Process] = {}
         self.home = tempfile.mkdtemp(prefix="fake-envd-home-")  # so `bash -l` reads no user profile
 
-    async def start(self, request: pb.StartRequest, ctx: Any) -> AsyncIterator[pb.StartResponse]:  # type: ignore[override]
+    async def start(self, request: pb.StartRequest, ctx: Any) -> AsyncIterator[pb.StartResponse]:
         cfg = request.process
         assert cfg is not None
         env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": self.home, **dict(cfg.envs)}
@@ -64,24 +66,24 @@ class FakeProcessService(Process):
         self.procs[proc.pid] = proc
         out: asyncio.Queue[pb.ProcessEvent.DataEvent | None] = asyncio.Queue()
 
-        async def pump(stream: asyncio.StreamReader, field: str) -> None:
+        async def pump(stream: asyncio.StreamReader, field: Literal["stdout", "stderr"]) -> None:
             while chunk := await stream.read(self.chunk_size):
-                await out.put(pb.ProcessEvent.DataEvent(output=Oneof(field, chunk)))
+                await out.put(pb.ProcessEvent.DataEvent(output=Oneof(field, chunk)))  # type: ignore[arg-type]
             await out.put(None)
 
         assert proc.stdout is not None and proc.stderr is not None
         tasks = [asyncio.create_task(pump(proc.stdout, "stdout")), asyncio.create_task(pump(proc.stderr, "stderr"))]
         try:
-            yield _event("start", pb.ProcessEvent.StartEvent(pid=proc.pid))
+            yield _event(Oneof("start", pb.ProcessEvent.StartEvent(pid=proc.pid)))
             open_streams = 2
             while open_streams:
                 data = await out.get()
                 if data is None:
                     open_streams -= 1
                 else:
-                    yield _event("data", data)
+                    yield _event(Oneof("data", data))
             code = await proc.wait()
-            yield _event("end", pb.ProcessEvent.EndEvent(exit_code=code, exited=True, status=f"exit status {code}"))
+            yield _event(Oneof("end", pb.ProcessEvent.EndEvent(exit_code=code, exited=True, status=f"exit status {code}")))
         finally:  # the client went away or the process ended: leave nothing running
             for task in tasks:
                 task.cancel()
@@ -148,12 +150,15 @@ class FakeEnvd:
 
         async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
             target = rpc if scope["type"] == "http" and scope["path"].startswith(rpc.path + "/") else files
-            await target(scope, receive, send)  # type: ignore[operator]
+            await target(scope, receive, send)
 
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off", timeout_graceful_shutdown=2))
+        config = uvicorn.Config(
+            app, host="127.0.0.1", port=port, log_level="warning", lifespan="off", timeout_graceful_shutdown=2
+        )
+        self.server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self.server.run, name="fake-envd", daemon=True)
 
-    def __enter__(self) -> "FakeEnvd":
+    def __enter__(self) -> FakeEnvd:
         self._thread.start()
         deadline = time.monotonic() + 10
         while not self.server.started:
@@ -166,3 +171,4 @@ class FakeEnvd:
         self.service.kill_all()
         self.server.should_exit = True
         self._thread.join(10)
+        shutil.rmtree(self.service.home, ignore_errors=True)

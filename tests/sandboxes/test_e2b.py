@@ -27,9 +27,7 @@ def envd() -> Iterator[FakeEnvd]:
 
 
 @pytest.fixture
-def open_session(
-    envd: FakeEnvd, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[Callable[..., SandboxSession]]:
+def open_session(envd: FakeEnvd, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., SandboxSession]]:
     """Start sessions on the fake envd; the sandbox's work dir is a real folder under tmp_path."""
     monkeypatch.setenv("E2B_DEBUG", "true")
     monkeypatch.delenv("E2B_API_KEY", raising=False)

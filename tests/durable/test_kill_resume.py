@@ -1,0 +1,187 @@
+"""Kill a run's process at several points with SIGKILL, resume in a new process, and check that
+the answer is right and that no model call that had finished was made again."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import repl
+from tests.scripted_server import ScriptedServer
+
+FANOUT = "answers = llm_query_batched([f'word {i} {w}' for i, w in enumerate(words * 4)])\nprint(len(answers), answers[:3])"
+SCRIPT = [
+    repl("words = context.split()\nprint(len(words))"),
+    repl("import time\nopen(MARKER, 'w').write('x')\ntime.sleep(float(SLEEP))\nslow = 'done'\nprint(slow)"),
+    repl(FANOUT),
+    repl("n = len([a for a in answers if a.startswith('ans')])\nprint(n)"),
+    "All answers counted: FINAL(n)",
+]
+
+
+class Harness:
+    """A scripted server shared by the killed and the resumed process; it can kill the runner."""
+
+    def __init__(self, tmp: Path, sleep: float = 0.0) -> None:
+        self.tmp = tmp
+        self.marker = tmp / "cell-started"
+        script = [s.replace("MARKER", repr(str(self.marker))).replace("SLEEP", repr(str(sleep))) for s in SCRIPT]
+        self.proc: subprocess.Popen[str] | None = None
+        self.kill_on: dict[str, int] = {}
+        self.counts: Counter[str] = Counter()
+        self.completed: list[tuple[str, str, int]] = []
+        lock = threading.Lock()
+
+        def root(messages: list[dict[str, Any]]) -> Any:
+            turn = sum(1 for m in messages if m["role"] == "assistant")
+            self._maybe_kill("root")
+            return script[min(turn, len(script) - 1)]
+
+        def sub(prompt: str) -> Any:
+            with lock:
+                self._maybe_kill("sub")
+            return {"text": "ans " + prompt, "delay": 0.2}
+
+        self.server = ScriptedServer(root, sub).start()
+
+    def _maybe_kill(self, role: str) -> None:
+        self.counts[role] += 1
+        if self.proc is not None and self.kill_on.get(role) == self.counts[role]:
+            # A sub-call's answer is saved a moment after the server has sent it (the runner
+            # writes the checkpoint when the task returns). Give the ones that just finished
+            # that moment, so the kill lands while the next ones are still being answered.
+            time.sleep(0.1)
+            os.kill(self.proc.pid, signal.SIGKILL)
+            self.kill_on.pop(role)
+            time.sleep(0.3)
+
+    def run(self, *extra: str, resume: bool = False, checkpoint: str | None = None) -> subprocess.Popen[str]:
+        args = [sys.executable, "-m", "tests.durable.runner", self.server.base_url, str(self.tmp / "work"), "t1"]
+        if resume:
+            args.append("--resume")
+        if checkpoint:
+            args += ["--checkpoint", checkpoint]
+        self.proc = subprocess.Popen([*args, *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=Path(__file__).parents[2])
+        return self.proc
+
+    def finished_requests(self) -> Counter[tuple[str, str, int]]:
+        """Each request whose reply was written, keyed by (role, prompt, conversation length)."""
+        return Counter((r["role"], r["prompt"], r["n_messages"]) for r in self.server.requests if r["status"] == 200 and r.get("delivered"))
+
+    def close(self) -> None:
+        self.server.stop()
+
+
+def _wait(proc: subprocess.Popen[str], timeout: float = 120) -> tuple[int, str, str]:
+    out, err = proc.communicate(timeout=timeout)
+    return proc.returncode, out, err
+
+
+def _resume_and_check(h: Harness, checkpoint: str | None = None) -> dict[str, Any]:
+    code, out, err = _wait(h.run(resume=True, checkpoint=checkpoint))
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["answer"] == "20" and result["stopped_by"] == "final"
+    # a request may repeat only if it never finished (killed while it was being answered)
+    seen = h.finished_requests()
+    repeated = {k: n for k, n in seen.items() if n > 1}
+    assert not repeated, repeated
+    return result
+
+
+@pytest.mark.parametrize("kill_at_root_turn", [2, 4])
+def test_killed_between_iterations_resumes_without_repeating_calls(tmp_path: Path, kill_at_root_turn: int) -> None:
+    h = Harness(tmp_path)
+    try:
+        h.kill_on["root"] = kill_at_root_turn
+        code, _, _ = _wait(h.run())
+        assert code == -signal.SIGKILL
+        _resume_and_check(h)
+        assert sum(1 for r in h.server.sub_requests() if r.get("delivered")) == 20
+    finally:
+        h.close()
+
+
+def test_killed_mid_fan_out_resumes_only_the_missing_sub_calls(tmp_path: Path) -> None:
+    h = Harness(tmp_path)
+    try:
+        h.kill_on["sub"] = 9  # with 4 in flight, several of the 20 have finished by then
+        code, _, _ = _wait(h.run())
+        assert code == -signal.SIGKILL
+        done_before = sum(1 for r in h.server.sub_requests())
+        assert 5 <= done_before < 20
+        _resume_and_check(h)
+        finished = [r for r in h.server.sub_requests() if r.get("delivered")]
+        assert len(finished) == len({r["prompt"] for r in finished})
+    finally:
+        h.close()
+
+
+def test_killed_while_a_cell_runs(tmp_path: Path) -> None:
+    h = Harness(tmp_path, sleep=3.0)
+    try:
+        proc = h.run()
+        deadline = time.monotonic() + 60
+        while not h.marker.exists():
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.05)
+        os.kill(proc.pid, signal.SIGKILL)
+        _wait(proc)
+        _resume_and_check(h)
+    finally:
+        h.close()
+
+
+def test_resume_of_a_finished_run_makes_no_call(tmp_path: Path) -> None:
+    h = Harness(tmp_path)
+    try:
+        code, out, err = _wait(h.run())
+        assert code == 0, err
+        before = len(h.server.requests)
+        result = _resume_and_check(h)
+        assert len(h.server.requests) == before and result["answer"] == "20"
+    finally:
+        h.close()
+
+
+def _postgres_url() -> str | None:
+    url = os.environ.get("RLM_GRAPH_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+    try:
+        import psycopg
+
+        with psycopg.connect(url, connect_timeout=3):
+            return url
+    except Exception:
+        return None
+
+
+def test_postgres_kill_and_resume_from_another_process(tmp_path: Path) -> None:
+    url = _postgres_url()
+    if url is None:
+        pytest.skip("no PostgreSQL server reachable at 127.0.0.1:5432 (set RLM_GRAPH_TEST_POSTGRES)")
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:  # a clean slate for thread t1
+        for table in ("checkpoints", "checkpoint_writes", "checkpoint_blobs"):
+            try:
+                conn.execute(f"DELETE FROM {table} WHERE thread_id = 't1'")
+            except psycopg.errors.UndefinedTable:
+                pass
+    h = Harness(tmp_path)
+    try:
+        h.kill_on["sub"] = 9
+        code, _, _ = _wait(h.run(checkpoint=url))
+        assert code == -signal.SIGKILL
+        _resume_and_check(h, checkpoint=url)
+    finally:
+        h.close()
