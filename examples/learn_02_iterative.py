@@ -1,8 +1,9 @@
-"""Learning path, phase 2: inspect, then narrow down, then answer, one iteration at a time.
+"""Learning path, phase 2: look first, then compute, then answer, one iteration at a time.
 
-The model never reads the log below. It sees its size and a short preview, prints the lines that
-matter, reads that output, counts with code on the next turn, and answers only once an output
-shows the answer. Every turn is written to ./logs as a trajectory JSONL, printed at the end. Run:
+The context is a JSON document the model never reads whole. Its first message shows only the
+top-level keys, so it cannot write the counting code yet: it prints a record or two, reads that
+output, and only on a later turn counts with code and answers. Every turn is written to ./logs as
+a trajectory JSONL, which the script prints at the end. Run:
 
     python examples/learn_02_iterative.py
 """
@@ -11,34 +12,42 @@ from __future__ import annotations
 
 import random
 from collections import Counter
+from typing import Any
 
 from _common import banner, log_file, make_rlm, report, run_or_explain, show_trajectory
 
-USERS = ["alice", "bob", "carol", "dave", "erin", "frank"]
-QUESTION = "Which user has the most login_failed events in the log? Answer with the user name only."
+CITIES = ["Lyon", "Porto", "Ghent", "Turin", "Leeds", "Malmo"]
+NAMES = ["Ada", "Bo", "Cy", "Di", "Ed", "Flo", "Gus", "Hal", "Ida", "Jo"]
+QUESTION = "Which city do most of the orders ship to? Answer with the city name only."
 
 
-def make_log(seed: int = 2) -> tuple[str, str]:
-    """A login log of 120 lines; one user fails to log in clearly more often than the others."""
+def make_orders(seed: int = 2) -> tuple[dict[str, Any], str]:
+    """A JSON export of 60 orders; most of them ship to one city."""
     rng = random.Random(seed)
-    culprit = rng.choice(USERS)
-    events = [("login_failed", culprit)] * 9
-    events += [("login_failed", u) for u in USERS if u != culprit for _ in range(rng.randint(1, 3))]
-    while len(events) < 120:
-        events.append((rng.choice(["login_ok", "logout", "password_changed"]), rng.choice(USERS)))
-    rng.shuffle(events)
-    lines = [
-        f"2026-03-{1 + i // 10:02d} {8 + i % 10:02d}:{rng.randint(0, 59):02d}:{rng.randint(0, 59):02d} {event} user={user} ip=10.0.{rng.randint(0, 9)}.{rng.randint(1, 254)}"
-        for i, (event, user) in enumerate(events)
+    top = rng.choice(CITIES)
+    cities = [top] * 18 + [c for c in CITIES if c != top for _ in range(rng.randint(5, 8))]
+    cities += [rng.choice([c for c in CITIES if c != top]) for _ in range(60 - len(cities))]
+    rng.shuffle(cities)
+    orders = [
+        {
+            "order_id": 5001 + i,
+            "customer": rng.choice(NAMES),
+            "city": city,
+            "items": rng.randint(1, 5),
+            "total_eur": round(rng.uniform(5, 300), 2),
+        }
+        for i, city in enumerate(cities)
     ]
-    failed = Counter(user for event, user in events if event == "login_failed")
-    assert failed.most_common(1)[0][0] == culprit
-    return "\n".join(lines), culprit
+    counts = Counter(cities).most_common(2)
+    assert counts[0][0] == top and counts[0][1] > counts[1][1]
+    return {"source": "shop export", "exported": "2026-03-31", "orders": orders}, top
 
 
 def main() -> None:
-    context, expected = make_log()
-    rlm = make_rlm(max_iterations=8, verbose=True, log_dir="logs")
+    context, expected = make_orders()
+    # answer_check=False: on the embedded 1.5B model the answer-form check rejects right answers
+    # (see LEARNING.md, "Troubleshooting"); this lesson is about the iterations before FINAL.
+    rlm = make_rlm(max_iterations=10, verbose=True, log_dir="logs", answer_check=False)
     banner(rlm, "phase 2: iterative inspection")
     result = rlm.completion(context, QUESTION)
     report(result, expected)

@@ -213,6 +213,10 @@ def _strip_final(text: str) -> str:
     return m.group(1).strip() if m else text
 
 
+#: How much an answer may say besides the expected value and still count (``"The city is Lyon."`` does).
+MAX_EXTRA_WORDS = 8
+MAX_EXTRA_NUMBERS = 2
+
 _NUMBER = re.compile(r"[-+]?\d+(?:\.\d+)?")
 _NUMERIC = re.compile(r"[-+]?\d[\d,_]*(?:\.\d+)?")
 
@@ -232,16 +236,24 @@ def answer_matches(answer: str | None, expected: str) -> bool:
     A numeric expected answer matches when the answer holds that number (``"The sum is 1,234."``
     matches ``1234``; ``12345`` does not match ``1234``). Any other expected answer matches when
     its words appear, in order and whole, in the answer, ignoring case and punctuation
-    (``"Carol."`` matches ``carol``; ``"Caroline"`` does not).
+    (``"Carol."`` matches ``carol``; ``"Caroline"`` does not). Either way the answer must be
+    short: a code block, or a long reply that happens to mention the value (or many numbers), is
+    not an answer.
     """
-    if answer is None:
+    if answer is None or "```" in answer:
         return False
     expected = str(expected).strip()
+    words = _words(answer).split()
     if _NUMERIC.fullmatch(expected):
         want = _numbers(expected)[0]
-        return any(math.isclose(n, want, rel_tol=0, abs_tol=1e-9) for n in _numbers(answer))
+        found = _numbers(answer)
+        if len(set(found)) > MAX_EXTRA_NUMBERS + 1 or len(words) > MAX_EXTRA_WORDS + 1:
+            return False
+        return any(math.isclose(n, want, rel_tol=0, abs_tol=1e-9) for n in found)
     needle = _words(expected)
-    return bool(needle) and f" {needle} " in f" {_words(answer)} "
+    if not needle or len(words) > len(needle.split()) + MAX_EXTRA_WORDS:
+        return False
+    return f" {needle} " in f" {' '.join(words)} "
 
 
 def _cell(value: Any, width: int) -> str:

@@ -207,8 +207,8 @@ class RLM:
         snapshot = self.graph.get_state(config)
         if not snapshot.values:
             raise RunNotFoundError(f"no run with thread id {thread_id!r} in {self.checkpoint_location}")
-        if not snapshot.next and not snapshot.interrupts:
-            return self._result(snapshot.values, thread_id, 0.0)
+        if snapshot.values.get("stopped_by") and not snapshot.next:
+            return self._result(snapshot.values, thread_id, 0.0)  # finished: nothing to pay for again
         payload: Any = Command(resume=decision) if snapshot.interrupts else None
         return self._drive(payload, thread_id)
 

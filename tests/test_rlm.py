@@ -176,7 +176,7 @@ def test_contexts_of_every_kind(rlm_for: Any, tmp_path: Path) -> None:
     for context, expected in cases:
         rlm, _ = rlm_for([repl("n = len(context)\nprint(n)"), "FINAL(n)"])
         assert rlm.completion(context, "How many?").answer == expected, context
-    rlm, _ = rlm_for([repl("print(max(context, key=lambda r: r['age'])['name'])"), "FINAL(bob)"])
+    rlm, _ = rlm_for([repl("print(max(context, key=lambda r: r['age'])['name'])"), 'FINAL("bob")'])
     assert rlm.completion(str(csv_file), "Oldest?").answer == "bob"
 
 
@@ -218,3 +218,13 @@ def test_trajectory_log_is_written(rlm_for: Any, tmp_path: Path) -> None:
     calls = iters[0]["code_blocks"][0]["result"]["rlm_calls"]
     assert calls[0]["prompt"] == "hi" and calls[0]["response"].startswith("answer to")
     assert records[-1]["type"] == "result" and records[-1]["final_answer"] == records[-2]["final_answer"]
+
+
+def test_final_of_an_undefined_name(rlm_for: Any) -> None:
+    # a lower-case name is a variable the model forgot to define: the REPL tells it so
+    rlm, srv = rlm_for([repl("print(1)"), "FINAL(totl)", repl("totl = 5\nprint(totl)"), "FINAL(totl)"])
+    assert rlm.completion("ctx", "q").answer == "5"
+    assert "no such variable" in srv.root_requests()[2]["prompt"]
+    # a capitalised word with no such variable is the answer itself
+    rlm, _ = rlm_for([repl("print(1)"), "FINAL(Paris)"])
+    assert rlm.completion("ctx", "q").answer == "Paris"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,17 +29,43 @@ log = logging.getLogger("rlm_graph")
 
 
 def settings_of(runtime: Runtime[RLMContext] | None, defaults: RLMContext | None) -> RLMContext:
-    """The run's settings: the invoke-time context, else the graph's defaults."""
+    """The run's settings: the invoke-time context, completed by the graph's defaults.
+
+    The LangGraph server turns a run's ``context`` JSON into an ``RLMContext`` holding only what
+    the request named (``{"approve_code": true, "limits": {"max_iterations": 5}}``); every field
+    it left at its default, models included, comes from the graph's own settings.
+    """
+    if defaults is not None and defaults.model is None:
+        defaults = _from_env(defaults)
     ctx = getattr(runtime, "context", None)
-    if isinstance(ctx, RLMContext):
-        return ctx
-    if isinstance(ctx, dict) and defaults is not None:
-        # langgraph dev passes a plain dict: overlay the limits it names on the defaults
-        limits = Limits.from_dict({**defaults.limits.as_dict(), **ctx.get("limits", {}), **{k: v for k, v in ctx.items() if k in Limits.__dataclass_fields__}})
-        return RLMContext(**{**defaults.__dict__, "limits": limits})
-    if defaults is not None:
+    if isinstance(ctx, dict):
+        ctx = RLMContext(**{k: v for k, v in ctx.items() if k in _FIELDS})
+    if not isinstance(ctx, RLMContext):
+        if defaults is None:
+            raise ConfigurationError("the RLM graph was invoked without settings: pass context=RLMContext(...)")
         return defaults
-    raise ConfigurationError("the RLM graph was invoked without settings: pass context=RLMContext(...)")
+    if ctx.model is not None or defaults is None:
+        return ctx if isinstance(ctx.limits, Limits) else replace(ctx, limits=Limits.from_dict(ctx.limits))  # type: ignore[arg-type]
+    merged = {f: getattr(ctx, f) if getattr(ctx, f) != getattr(_BLANK, f) else getattr(defaults, f) for f in _FIELDS if f != "started_at"}
+    limits = ctx.limits if isinstance(ctx.limits, Limits) else Limits.from_dict({**defaults.limits.as_dict(), **dict(ctx.limits)})  # type: ignore[call-overload]
+    return RLMContext(**{**merged, "limits": limits, "started_at": ctx.started_at})
+
+
+_BLANK = RLMContext()
+_FIELDS = tuple(f.name for f in fields(RLMContext))
+
+
+_ENV_SETTINGS: dict[int, RLMContext] = {}
+
+
+def _from_env(base: RLMContext) -> RLMContext:
+    """Fill a model-less graph's settings from the environment, once per process."""
+    from rlm_graph.models import settings_from_env
+
+    key = id(base)
+    if key not in _ENV_SETTINGS:
+        _ENV_SETTINGS[key] = RLMContext(**{**base.__dict__, **settings_from_env()})
+    return _ENV_SETTINGS[key]
 
 
 def context_file(state: RLMState, ctx: RLMContext) -> tuple[Path, str]:

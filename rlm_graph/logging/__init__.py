@@ -1,23 +1,46 @@
 """Observers of a run's stream: the trajectory JSONL writer and the verbose console view.
 
 Nodes never log: these read the graph's ``updates`` stream (see :meth:`rlm_graph.RLM.stream`).
+LangSmith tracing needs no observer: LangGraph traces every node and model call itself when
+``LANGSMITH_TRACING=true``; :func:`trace_config` only names the runs by depth.
 """
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
 from rlm_graph.logging.console import ConsoleView
-from rlm_graph.logging.trajectory import TrajectoryWriter
+from rlm_graph.logging.trajectory import TrajectoryWriter, read_trajectory
 
-__all__ = ["ConsoleView", "RunObserver", "TrajectoryWriter"]
+__all__ = ["ConsoleView", "RunObserver", "TrajectoryWriter", "read_trajectory", "trace_config"]
+
+log = logging.getLogger("rlm_graph")
+
+
+def trace_config(depth: int) -> dict[str, Any]:
+    """Run-config keys that name an RLM run in LangSmith by its depth.
+
+    The graph's run is called ``rlm depth N``; its node runs keep the node's name
+    (``generate``, ``execute``, ``sub_call`` ...) and inherit ``rlm_depth`` in their metadata, so
+    a trace can be filtered by depth. Merge it into the config of the root run (depth 0) and of
+    each child invoke (depth + 1); it changes nothing when tracing is off.
+
+    Example:
+        >>> trace_config(1)
+        {'run_name': 'rlm depth 1', 'metadata': {'rlm_depth': 1}}
+    """
+    return {"run_name": f"rlm depth {depth}", "metadata": {"rlm_depth": depth}}
 
 
 class RunObserver:
-    """Fans stream events out to the trajectory writer and the console view that are switched on."""
+    """Fans stream events out to the trajectory writer and the console view that are switched on.
 
-    def __init__(self, *, verbose: bool, log_dir: Path | None, thread_id: str, settings: Any) -> None:
+    An observer never breaks a run: a sink that raises is reported once and switched off.
+    """
+
+    def __init__(self, *, verbose: bool, log_dir: Path | str | None, thread_id: str, settings: Any) -> None:
         self.sinks: list[Any] = []
         if log_dir is not None:
             self.sinks.append(TrajectoryWriter(log_dir, thread_id=thread_id, settings=settings))
@@ -31,14 +54,23 @@ class RunObserver:
                 return s.path
         return None
 
+    def _call(self, method: str, *args: Any) -> None:
+        for sink in list(self.sinks):
+            try:
+                getattr(sink, method)(*args)
+            except Exception:  # a logging failure must not cost the run
+                log.warning("%s.%s failed; it is switched off for this run", type(sink).__name__, method, exc_info=True)
+                self.sinks.remove(sink)
+                try:
+                    sink.close()
+                except Exception:
+                    pass
+
     def on_event(self, event: dict[str, Any]) -> None:
-        for s in self.sinks:
-            s.on_event(event)
+        self._call("on_event", event)
 
     def on_result(self, result: Any) -> None:
-        for s in self.sinks:
-            s.on_result(result)
+        self._call("on_result", result)
 
     def close(self) -> None:
-        for s in self.sinks:
-            s.close()
+        self._call("close")

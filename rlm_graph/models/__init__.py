@@ -138,3 +138,22 @@ def default_spec() -> str:
     if os.environ.get("OPENROUTER_API_KEY"):
         return "openrouter:qwen/qwen3-coder"
     return "local"
+
+
+def settings_from_env() -> dict[str, Any]:
+    """RLMContext fields for the server-hosted graph, from ``RLM_GRAPH_*`` environment variables."""
+    from rlm_graph.graph.settings import Limits
+
+    env = os.environ
+    root = resolve_model(env.get("RLM_GRAPH_MODEL") or None, base_url=env.get("RLM_GRAPH_BASE_URL") or None)
+    out: dict[str, Any] = {"model": root.model, "model_label": root.label, "sandbox": env.get("RLM_GRAPH_SANDBOX", "local")}
+    if env.get("RLM_GRAPH_SUB_MODEL") or env.get("RLM_GRAPH_SUB_BASE_URL"):
+        sub = resolve_model(
+            env.get("RLM_GRAPH_SUB_MODEL") or env.get("RLM_GRAPH_MODEL") or None,
+            base_url=env.get("RLM_GRAPH_SUB_BASE_URL") or env.get("RLM_GRAPH_BASE_URL") or None,
+            role="sub",
+        )
+        out.update(sub_model=sub.model, sub_model_label=sub.label)
+    if env.get("RLM_GRAPH_MAX_ITERATIONS"):
+        out["limits"] = Limits(max_iterations=int(env["RLM_GRAPH_MAX_ITERATIONS"]))
+    return out

@@ -7,6 +7,7 @@ the state, execute is entered again and the same cell carries on.
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any, Literal
 
@@ -21,6 +22,9 @@ from rlm_graph.graph.state import CLEAR, ActiveCell, Cell, RLMState, RequestReco
 from rlm_graph.sandboxes import POOL
 from rlm_graph.sandboxes.protocol import CellResult, SubRequest
 from rlm_graph.sandboxes.session import Recorded
+
+#: Code the runner itself queues for a FINAL naming a variable: nothing to approve.
+_HARMLESS = re.compile(r"FINAL_VAR\('[A-Za-z_][A-Za-z0-9_]*'\)")
 
 #: Characters of each sub-call prompt kept in the record (the hash identifies it on replay).
 PROMPT_PREVIEW = 2000
@@ -79,7 +83,7 @@ def execute(state: RLMState, runtime: Runtime[RLMContext], *, defaults: RLMConte
         code = queue.pop(0)
         index = len(state.get("cells") or [])
         update["queue"] = queue
-        if ctx.approve_code:
+        if ctx.approve_code and not _HARMLESS.fullmatch(code):
             approved, reason = _approve(code, index)
             if approved is None:
                 return _finish(state, {"index": index, "code": code, "started": time.time()}, CellResult(index, error=f"Not run: {reason}."), [], update)

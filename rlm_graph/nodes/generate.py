@@ -73,7 +73,8 @@ def generate(state: RLMState, runtime: Runtime[RLMContext], *, defaults: RLMCont
         update["messages"].append({"role": "user", "content": prompts.STUCK_NOTE})
         update["queue"] = []
         return update
-    if final is not None and final.var is not None and _defined(final.var, state, blocks):
+    if final is not None and final.var is not None and (_defined(final.var, state, blocks) or not final.var[0].isupper()):
+        # FINAL(total): the variable's value; if there is none, the REPL says so and lists what exists.
         blocks.append(f"FINAL_VAR({final.var!r})")
     elif final is not None and final.var is not None:
         # FINAL(Paris) with no variable called Paris: the model meant the word itself.

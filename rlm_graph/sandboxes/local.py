@@ -33,14 +33,12 @@ def scrubbed_env(extra: dict[str, str] | None = None) -> dict[str, str]:
 
 
 def _limits(memory_mb: int | None) -> None:
-    """Runs in the child before exec: own process group, die with the parent, rlimits."""
-    os.setsid()
-    try:  # PR_SET_PDEATHSIG: a worker never outlives a SIGKILLed host
-        import ctypes
+    """Runs in the child before exec: own process group and rlimits.
 
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)
-    except OSError:
-        pass
+    Not PR_SET_PDEATHSIG: it fires when the *thread* that started the worker ends, and graph
+    nodes run on pool threads that come and go. The worker watches its parent itself.
+    """
+    os.setsid()
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     if memory_mb:
         limit = memory_mb * 1024 * 1024

@@ -213,7 +213,8 @@ def FINAL_VAR(name) -> None:
         if key in _NS:
             raise NameError("FINAL_VAR(%r): that is a REPL function, not a variable" % key)
         raise NameError(
-            "FINAL_VAR(%r): no such variable. Defined variables: %s" % (key, ", ".join(_user_vars()) or "none")
+            "FINAL_VAR(%r): no such variable. Defined variables: %s. To answer with the text itself, write FINAL(%r)."
+            % (key, ", ".join(_user_vars()) or "none", key)
         )
     # Small models often pass the value itself: accept it.
     FINAL(name)
@@ -390,8 +391,20 @@ def _exec_cell(cell: int, code: str, timeout: float, limit: int) -> dict:
     }
 
 
+def _watch_parent(parent: int) -> None:
+    """Exit when the host goes away, even in the middle of a long cell."""
+    while True:
+        time.sleep(1.0)
+        if os.getppid() != parent:
+            os._exit(0)
+
+
 def main() -> None:
     global _PROTO, _IN
+    if os.environ.get("RLM_WATCH_PARENT", "1") == "1" and os.getppid() > 1:
+        import threading
+
+        threading.Thread(target=_watch_parent, args=(os.getppid(),), daemon=True).start()
     proto_fd = os.dup(1)
     os.dup2(2, 1)  # stray writes to fd 1 (C code, os.system) land on stderr, not on the channel
     _PROTO = os.fdopen(proto_fd, "w", encoding="utf-8", buffering=1)

@@ -1,4 +1,4 @@
-"""Tests for bench/tasks.py: determinism, sizes, gold answers recomputed from the context, scorers, suites."""
+"""Tests for rlm_graph/bench/tasks.py: determinism, sizes, gold answers recomputed from the context, scorers, suites."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import csv
 import io
 import json
 import re
-import sys
 from collections import Counter
 from itertools import combinations
 from pathlib import Path
@@ -14,9 +13,7 @@ from typing import Any, Callable
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root, where bench/ lives
-
-from bench import tasks as B  # noqa: E402
+from rlm_graph.bench import tasks as B
 
 SIZED: dict[str, Callable[[int, int, int], list[B.Task]]] = {
     "sniah": B.make_sniah, "oolong": B.make_oolong, "oolong_pairs": B.make_oolong_pairs,

@@ -1,0 +1,426 @@
+"""Regenerate docs/benchmarks.md and docs/img/*.png from benchmark results.
+
+    python bench/make_report.py              # collect bench/results/ into docs/benchmarks.json, then render
+    python bench/make_report.py --render     # render from the committed docs/benchmarks.json only
+
+bench/results/ (gitignored) holds the raw output of ``rlm-graph bench overhead`` (overhead-*.json; the
+newest file wins, or name one with --overhead) and of ``rlm-graph bench quality`` (quality/<method>/<task>.json).
+Collecting writes the compact summary docs/benchmarks.json, which is committed; rendering reads only that
+file, so the report can be rebuilt without the raw results. Hand-written remarks go in the summary's
+"notes" list; collecting keeps them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+DOCS = ROOT / "docs"
+
+#: Keys of an overhead row kept in the summary (raw samples stay in bench/results).
+_DROP = ("samples_overhead_per_iter_ms", "samples_cell_s")
+
+
+# -- collect ---------------------------------------------------------------------------------
+
+
+def _newest(paths: Sequence[Path]) -> Path | None:
+    return max(paths, key=lambda p: p.stat().st_mtime) if paths else None
+
+
+def collect(results: Path, overhead_file: Path | None, previous: dict[str, Any]) -> dict[str, Any]:
+    """The compact summary of the raw results (keeping the previous summary's notes and any part
+    for which there are no raw results)."""
+    out: dict[str, Any] = {"notes": previous.get("notes", [])}
+    src = overhead_file or _newest(sorted(results.glob("overhead-*.json")))
+    if src is not None:
+        raw = json.loads(src.read_text())
+        out["overhead"] = {
+            "source": src.name,
+            "machine": raw["machine"],
+            "versions": raw["versions"],
+            "config": raw["config"],
+            "rows": [{k: v for k, v in r.items() if k not in _DROP} for r in raw["rows"]],
+            "notes": raw.get("notes", []),
+        }
+    elif "overhead" in previous:
+        out["overhead"] = previous["overhead"]
+    records = [json.loads(p.read_text()) for p in sorted((results / "quality").glob("*/*.json"))]
+    if records:
+        out["quality"] = {"tasks": [_compact(r) for r in records]}
+    elif "quality" in previous:
+        out["quality"] = previous["quality"]
+    return out
+
+
+def _compact(r: dict[str, Any]) -> dict[str, Any]:
+    answer = None if r.get("answer") is None else " ".join(str(r["answer"]).split())[:80]
+    return {
+        "method": r["method"],
+        "task": r["task"],
+        "kind": r["kind"],
+        "size": int(r.get("requested_size", r.get("size_chars")) or 0),
+        "score": r["score"],
+        "seconds": r.get("seconds"),
+        "iterations": r.get("iterations"),
+        "subcalls": r.get("subcalls"),
+        "tokens": (r.get("tokens") or {}).get("total"),
+        "answer": answer,
+        "gold": r.get("gold") if not isinstance(r.get("gold"), list) else f"{len(r['gold'])} pairs",
+        "error": (r.get("error") or "")[:160] or None,
+        "stopped_by": r.get("stopped_by"),
+        "model": r.get("model"),
+        "date": r.get("date"),
+    }
+
+
+# -- tables ----------------------------------------------------------------------------------
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    def cell(v: Any) -> str:
+        if v is None:
+            return "–"
+        if isinstance(v, float):
+            return f"{v:,.3g}" if abs(v) < 1000 else f"{v:,.0f}"
+        return str(v).replace("|", "\\|")
+
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _size(n: int) -> str:
+    for unit, div in (("GB", 10**9), ("MB", 10**6), ("K", 10**3)):
+        if n >= div:
+            return f"{n / div:g} {unit}" if unit != "K" else f"{n / div:g}K"
+    return str(n)
+
+
+def _rows(summary: dict[str, Any], scenario: str) -> list[dict[str, Any]]:
+    return [r for r in summary.get("overhead", {}).get("rows", []) if r["scenario"] == scenario]
+
+
+def _pick(rows: Sequence[dict[str, Any]], **match: Any) -> dict[str, Any] | None:
+    return next((r for r in rows if all(r.get(k) == v for k, v in match.items())), None)
+
+
+def quality_groups(tasks: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    groups: dict[tuple[str, str, int], list[dict[str, Any]]] = {}
+    for t in tasks:
+        groups.setdefault((t["kind"], t["size"], t["method"]), []).append(t)
+    out = []
+    for (kind, size, method), ts in sorted(groups.items()):
+        secs = [float(t["seconds"] or 0) for t in ts]
+        out.append({"kind": kind, "size": size, "method": method, "n": len(ts),
+                    "score": sum(t["score"] for t in ts) / len(ts), "seconds": sum(secs) / len(secs),
+                    "tokens": sum(int(t["tokens"] or 0) for t in ts) / len(ts),
+                    "errors": sum(1 for t in ts if t["error"])})
+    return out
+
+
+# -- targets ---------------------------------------------------------------------------------
+
+
+def targets(summary: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """(target, what was measured, met / missed / not measured)."""
+    out: list[tuple[str, str, str]] = []
+
+    def verdict(ok: bool | None) -> str:
+        return "not measured" if ok is None else "met" if ok else "missed"
+
+    it = _rows(summary, "iterations")
+    ref = {r["latency_s"]: r for r in it if r["library"] == "rlms"}
+    for ck in ("sqlite", "postgres"):
+        for r in (r for r in it if r["library"] == "rlm-graph" and r["checkpointer"] == ck):
+            rr = ref.get(r["latency_s"])
+            if rr and rr["overhead_per_iter_ms"]:
+                ratio = r["overhead_per_iter_ms"] / rr["overhead_per_iter_ms"]
+                steady = r["steady_per_iter_ms"] / rr["steady_per_iter_ms"]
+                out.append((f"per-iteration overhead ≤ rlms, {ck} checkpoints, {r['latency_s'] * 1000:g} ms model latency",
+                            f"ratio {ratio:.2f} over the whole run ({r['overhead_per_iter_ms']:.1f} vs {rr['overhead_per_iter_ms']:.1f} ms); "
+                            f"steady state {steady:.2f} ({r['steady_per_iter_ms']:.1f} vs {rr['steady_per_iter_ms']:.1f} ms)",
+                            verdict(ratio <= 1.0)))
+    for r in (r for r in _rows(summary, "fanout") if r["library"] == "rlm-graph"):
+        if r["cell_s"] is not None:
+            out.append((f"fan-out ≤ 1.2 × floor, concurrency {r['concurrency']} ({r['checkpointer']} checkpoints)",
+                        f"{r['cell_s']:.2f} s vs floor {r['floor_s']:.2f} s = {r['ratio_to_floor']:.2f} ×",
+                        verdict(r["ratio_to_floor"] <= 1.2)))
+    big = [r for r in _rows(summary, "context") if r["library"] == "rlm-graph" and r["size_bytes"] >= 10**9]
+    for r in big:
+        out.append((f"{_size(r['size_bytes'])} context: peak RSS (host + sandbox) ≤ 1.5 × size",
+                    f"{r['peak_rss_bytes'] / 1e9:.2f} GB sampled = {r['rss_ratio']:.2f} × (per-process high-water marks: {r['hwm_ratio']:.2f} ×)"
+                    + (f"; failed: {r['error'][:80]}" if r.get("error") else ""),
+                    verdict(r["rss_ratio"] <= 1.5 and not r.get("error"))))
+    for r in (r for r in _rows(summary, "resume") if r["library"] == "rlm-graph"):
+        out.append((f"zero repeated LLM calls on resume, killed {r['killed']}",
+                    f"{r['repeated_calls']} repeated" + (f" (answered {r['repeated_answered_ms_before_kill']} ms before the kill)" if r["repeated_calls"] else ""),
+                    verdict(r["repeated_calls"] == 0 and not r.get("error"))))
+    for r in (r for r in it if r["library"] == "rlm-graph" and r["checkpointer"] != "none"):
+        base = _pick(it, library="rlm-graph", checkpointer="none", latency_s=r["latency_s"])
+        if base and base["wall_s"]:
+            extra = 100 * (r["wall_s"] / base["wall_s"] - 1)
+            out.append((f"checkpoint overhead ≤ 10 % wall time, {r['checkpointer']}, {r['latency_s'] * 1000:g} ms model latency",
+                        f"+{extra:.0f} % ({r['wall_s']:.2f} s vs {base['wall_s']:.2f} s for 30 iterations)", verdict(extra <= 10)))
+    groups = quality_groups(summary.get("quality", {}).get("tasks", []))
+    big_sniah = [g for g in groups if g["kind"] == "sniah" and g["size"] >= 1_000_000]
+    for size in sorted({g["size"] for g in big_sniah}):
+        rlm = _pick(big_sniah, size=size, method="rlm")
+        base = _pick(big_sniah, size=size, method="base")
+        if rlm:
+            text = f"rlm {rlm['score']:.0%} (n={rlm['n']})" + (f", base {base['score']:.0%} (n={base['n']})" if base else "")
+            ok = rlm["score"] >= 0.9 and (base is None or base["score"] < 0.5)
+            out.append((f"S-NIAH at {_size(size)} chars: RLM ≥ 90 % with the embedded model, base fails", text, verdict(ok)))
+    if not big_sniah:
+        out.append(("S-NIAH at 1M+ chars: RLM ≥ 90 %, base fails", "no S-NIAH task of 1M+ characters in the results", verdict(None)))
+    return out
+
+
+# -- plots -----------------------------------------------------------------------------------
+
+
+def plot_quality(summary: dict[str, Any], path: Path) -> bool:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    groups = [g for g in quality_groups(summary.get("quality", {}).get("tasks", [])) if g["kind"] != "smoke"]
+    kinds = sorted({g["kind"] for g in groups})
+    if not kinds:
+        return False
+    fig, axes = plt.subplots(1, len(kinds), figsize=(4.8 * len(kinds), 3.6), squeeze=False)
+    for ax, kind in zip(axes[0], kinds):
+        for method in sorted({g["method"] for g in groups if g["kind"] == kind}):
+            pts = sorted((g["size"], g["score"], g["n"]) for g in groups if g["kind"] == kind and g["method"] == method)
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=method)
+            for x, y, n in pts:
+                ax.annotate(f"n={n}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
+        ax.set_xscale("log")
+        ax.set_ylim(-0.05, 1.05)
+        ax.set_title(kind)
+        ax.set_xlabel("context size (characters)")
+        ax.set_ylabel("mean score")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def plot_overhead(summary: dict[str, Any], path: Path) -> bool:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    it, fan, ctx = _rows(summary, "iterations"), _rows(summary, "fanout"), _rows(summary, "context")
+    if not (it or fan or ctx):
+        return False
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    ax = axes[0]
+    ref = {r["latency_s"]: r for r in it if r["library"] == "rlms"}
+    labels, whole, steady = [], [], []
+    for r in (r for r in it if r["library"] == "rlm-graph" and r["latency_s"] in ref):
+        rr = ref[r["latency_s"]]
+        labels.append(f"{r['checkpointer']}\n{r['latency_s'] * 1000:g} ms")
+        whole.append(r["overhead_per_iter_ms"] / rr["overhead_per_iter_ms"])
+        steady.append(r["steady_per_iter_ms"] / rr["steady_per_iter_ms"])
+    xs = range(len(labels))
+    ax.bar([x - 0.2 for x in xs], whole, 0.4, label="whole run")
+    ax.bar([x + 0.2 for x in xs], steady, 0.4, label="steady state")
+    ax.axhline(1.0, color="k", lw=0.8, ls="--")
+    ax.set_xticks(list(xs), labels, fontsize=8)
+    ax.set_title("per-iteration overhead, rlm-graph / rlms")
+    ax.legend(fontsize=8)
+    ax = axes[1]
+    labels = [f"{r['library']}\n{r['checkpointer']} c={r['concurrency']}" for r in fan if r["ratio_to_floor"]]
+    ax.bar(range(len(labels)), [r["ratio_to_floor"] for r in fan if r["ratio_to_floor"]],
+           color=["C0" if r["library"] == "rlm-graph" else "C1" for r in fan if r["ratio_to_floor"]])
+    ax.axhline(1.2, color="r", lw=0.8, ls="--")
+    ax.set_xticks(range(len(labels)), labels, fontsize=7)
+    ax.set_title("fan-out 256 × 100 ms: cell time / floor")
+    ax = axes[2]
+    for lib in sorted({r["library"] for r in ctx}):
+        pts = sorted((r["size_bytes"], r["rss_ratio"]) for r in ctx if r["library"] == lib and not r.get("error"))
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=lib)
+    ax.axhline(1.5, color="r", lw=0.8, ls="--")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("context size (bytes)")
+    ax.set_title("peak RSS (host + sandbox) / context size")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def plot_turn_cost(summary: dict[str, Any], path: Path) -> bool:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in _rows(summary, "iterations") if r.get("gap_by_turn_ms") and r["latency_s"] == 0.0]
+    if not rows:
+        return False
+    fig, ax = plt.subplots(figsize=(6.4, 3.8))
+    for r in rows:
+        ax.plot(range(2, len(r["gap_by_turn_ms"]) + 2), r["gap_by_turn_ms"], label=f"{r['library']} {r['checkpointer']}")
+    ax.set_xlabel("root call")
+    ax.set_ylabel("ms between a reply and the next call")
+    ax.set_title("cost of one turn as the run grows (zero-latency server)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+# -- the page --------------------------------------------------------------------------------
+
+
+def render(summary: dict[str, Any], docs: Path) -> str:
+    img = docs / "img"
+    img.mkdir(parents=True, exist_ok=True)
+    have_q = plot_quality(summary, img / "quality_score_vs_size.png")
+    have_o = plot_overhead(summary, img / "overhead_ratios.png")
+    have_t = plot_turn_cost(summary, img / "turn_cost.png")
+    ov = summary.get("overhead", {})
+    m = ov.get("machine", {})
+    parts = [
+        "# Benchmarks",
+        "",
+        "Generated by `python bench/make_report.py` from [`benchmarks.json`](benchmarks.json); do not edit by hand "
+        "(remarks go in that file's `notes`). Benchmarks measure: no test asserts these numbers.",
+        "",
+        "## What was run",
+        "",
+        "- `rlm-graph bench overhead`: rlm-graph and the reference library `rlms` "
+        f"{ov.get('versions', {}).get('rlms') or ''} (from PyPI, in its own virtual environment) in separate processes "
+        "against the same scripted OpenAI-compatible server on loopback, with the same script (only the final cell differs: "
+        "`FINAL(...)` vs `answer[\"ready\"] = True`). The server's clock gives each model call's time, which is taken out of the "
+        "wall time.",
+        "- `rlm-graph bench quality`: seeded tasks (`rlm_graph/bench/tasks.py`) through `rlm` (rlm-graph), `base` (one plain call, "
+        "the context cut to the model's 8K-token window) and `rlms`, all on the same embedded model servers "
+        "(Qwen2.5-Coder-1.5B-Instruct Q4_K_M, llama.cpp, one server for root calls and one for sub-calls).",
+        "",
+    ]
+    if m:
+        v = ov.get("versions", {})
+        parts += [
+            f"Machine: {m.get('cpu')}, {m.get('cores')} cores, {m.get('memory_gib')} GiB RAM, {m.get('os')}, Python {m.get('python')}; "
+            f"overhead run on {m.get('date')} (load average {m.get('loadavg')} at the start, {m.get('loadavg_end')} at the end). "
+            "Versions: " + ", ".join(f"{k} {val}" for k, val in v.items() if val) + ".",
+            "",
+        ]
+    notes = list(summary.get("notes", [])) + list(ov.get("notes", []))
+    if notes:
+        parts += ["Notes:", ""] + [f"- {n}" for n in notes] + [""]
+    parts += ["## Targets", "", _table(["target", "measured", "verdict"], targets(summary)), ""]
+    parts += _overhead_sections(summary, have_o, have_t)
+    parts += _quality_sections(summary, have_q)
+    parts += ["## Reproduce", "", "```sh",
+              "rlm-graph bench overhead                      # ~15 min; writes bench/results/overhead-<time>.json",
+              "rlm-graph models start",
+              "rlm-graph bench quality --method rlm --method base --tasks smoke sniah:8k,128k,1m oolong:8k --n 2",
+              "rlm-graph bench quality --method rlms --tasks sniah:8k,128k --n 1",
+              "python bench/make_report.py                   # results -> docs/benchmarks.json -> this page",
+              "```", ""]
+    return "\n".join(parts)
+
+
+def _overhead_sections(summary: dict[str, Any], have_plot: bool, have_turns: bool) -> list[str]:
+    parts: list[str] = []
+    it = _rows(summary, "iterations")
+    if it:
+        cfg = summary["overhead"]["config"]
+        parts += ["## Framework overhead", "", f"### Per iteration ({cfg['iterations']}-iteration run, one trivial cell per turn, "
+                  f"{cfg['repeats']} runs each after one warm-up, medians)", "",
+                  "*whole run*: (wall time − time inside the server) / root calls, start-up included. "
+                  "*steady state*: median time between a reply and the next root call.", "",
+                  _table(["library", "checkpointer", "model latency", "wall (s)", "whole run (ms/iter)", "steady state (ms/iter)", "runs ok"],
+                         [[r["library"], r["checkpointer"], f"{r['latency_s'] * 1000:g} ms", r["wall_s"], r["overhead_per_iter_ms"],
+                           r["steady_per_iter_ms"], f"{r['runs_ok']}/{r['runs']}"] for r in it]), ""]
+        if have_turns:
+            parts += ["![turn cost](img/turn_cost.png)", ""]
+    fan = _rows(summary, "fanout")
+    if fan:
+        parts += ["### Sub-call fan-out (one cell, `llm_query_batched` of 256 prompts, 100 ms each)", "",
+                  "*cell*: from the reply holding the cell to the next root call; *floor*: 0.1 s × ceil(256 / concurrency).", "",
+                  _table(["library", "checkpointer", "concurrency", "floor (s)", "cell (s)", "ratio", "most in flight"],
+                         [[r["library"], r["checkpointer"], r["concurrency"], r["floor_s"], r["cell_s"], r["ratio_to_floor"], r["max_in_flight"]] for r in fan]), ""]
+    ctx = _rows(summary, "context")
+    if ctx:
+        parts += ["### Context load (a text file; one `print(len(context))` cell)", "",
+                  "*load*: from handing over the context to the first root call. rlm-graph passes the file's path to the sandbox; "
+                  "`rlms` takes the context as a Python string, so its time includes reading the file. *peak RSS*: largest sum over "
+                  "the process tree, sampled every 10 ms; *HWM*: sum of each process's own high-water mark.", "",
+                  _table(["library", "size", "load (s)", "peak RSS (MB)", "RSS / size", "HWM / size", "ok"],
+                         [[r["library"], _size(r["size_bytes"]), r.get("load_s"), round(r["peak_rss_bytes"] / 1e6), r["rss_ratio"], r["hwm_ratio"],
+                           "yes" if r.get("answer_ok") else (r.get("error") or "no")[:60]] for r in ctx]), ""]
+    res = _rows(summary, "resume")
+    if res:
+        parts += ["### Resume after SIGKILL (30 iterations, a 64-prompt fan-out at turn 5, SQLite checkpoints)", "",
+                  "rlm-graph resumes from its checkpoint; `rlms` has no resume, so its row is a fresh start of the same task. "
+                  "*repeated*: calls whose reply had been delivered before the kill and that were made again.", "",
+                  _table(["library", "killed", "mode", "calls before", "calls after", "repeated", "to first new call (s)", "process start to first call (s)", "total (s)", "answer ok"],
+                         [[r["library"], r["killed"], r["mode"], r["calls_before_kill"], r["calls_after"], r["repeated_calls"], r.get("to_first_call_s"),
+                           r.get("spawn_to_first_call_s"), r.get("total_s"), r.get("answer_ok")] for r in res]), ""]
+    if have_plot:
+        parts += ["![overhead ratios](img/overhead_ratios.png)", ""]
+    return parts
+
+
+def _quality_sections(summary: dict[str, Any], have_plot: bool) -> list[str]:
+    tasks = summary.get("quality", {}).get("tasks", [])
+    if not tasks:
+        return ["## Answer quality", "", "No quality results yet.", ""]
+    groups = quality_groups(tasks)
+    parts = ["## Answer quality", "",
+             _table(["task", "size (chars)", "method", "n", "mean score", "mean time (s)", "mean tokens", "errors"],
+                    [[g["kind"], _size(g["size"]) if g["size"] else "small", g["method"], g["n"], round(g["score"], 2), round(g["seconds"], 1),
+                      round(g["tokens"]), g["errors"]] for g in groups]), ""]
+    if have_plot:
+        parts += ["![score against context size](img/quality_score_vs_size.png)", ""]
+    parts += ["<details><summary>Every task</summary>", "",
+              _table(["task", "method", "score", "answer", "gold", "time (s)", "iterations", "sub-calls", "tokens", "stopped by / error"],
+                     [[t["task"], t["method"], t["score"], t["answer"], t["gold"], t["seconds"], t["iterations"], t["subcalls"], t["tokens"],
+                       t["error"] or t["stopped_by"]] for t in sorted(tasks, key=lambda t: (t["task"], t["method"]))]),
+              "", "</details>", ""]
+    return parts
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--results", type=Path, default=RESULTS)
+    p.add_argument("--overhead", type=Path, help="the overhead result to use (default: the newest)")
+    p.add_argument("--docs", type=Path, default=DOCS)
+    p.add_argument("--render", action="store_true", help="only render from docs/benchmarks.json")
+    a = p.parse_args(argv)
+    summary_path = a.docs / "benchmarks.json"
+    previous = json.loads(summary_path.read_text()) if summary_path.exists() else {}
+    summary = previous if a.render else collect(a.results, a.overhead, previous)
+    if not summary:
+        print("no results: run `rlm-graph bench overhead` / `rlm-graph bench quality` first", file=sys.stderr)
+        return 1
+    a.docs.mkdir(parents=True, exist_ok=True)
+    if not a.render:
+        summary_path.write_text(json.dumps(summary, indent=1, ensure_ascii=False) + "\n")
+    (a.docs / "benchmarks.md").write_text(render(summary, a.docs))
+    print(f"written: {a.docs / 'benchmarks.md'}, {a.docs / 'img'}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,171 @@
+"""A scripted OpenAI-compatible server on loopback for the overhead benchmarks (stdlib only).
+
+A request whose first message is a system message is a root turn: it gets ``root(turn)``, where
+``turn`` is the number of assistant messages already in the conversation, so the script does not
+depend on which library sends it. Any other request is a sub-call and gets ``sub(prompt)``. Every
+reply waits ``latency`` (root) or ``sub_latency`` (sub) seconds first; with 0 the server answers
+as fast as it can.
+
+Each request is recorded with its arrival and reply times on the system-wide monotonic clock, so
+a benchmark can subtract the model's time from a client's wall time even when the client runs in
+another process.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+@dataclass
+class Request:
+    """One chat request as the server saw it."""
+
+    role: str  # "root" or "sub"
+    key: str  # identifies the call: a repeat of a finished call has the same key
+    n_messages: int
+    arrived: float
+    done: float = 0.0
+    delivered: bool = False
+
+    @property
+    def seconds(self) -> float:
+        return self.done - self.arrived
+
+
+def _call_key(role: str, messages: list[dict[str, Any]]) -> str:
+    last = str(messages[-1].get("content")) if messages else ""
+    digest = hashlib.sha256(last.encode("utf-8", "replace")).hexdigest()[:16]
+    return f"{role}:{len(messages)}:{digest}"
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 512  # a 256-wide fan-out connects all at once
+
+
+class LoopbackServer:
+    """Serve ``/v1/chat/completions`` from a script; use as a context manager.
+
+    Args:
+        root: ``root(turn) -> reply text`` for root turns.
+        sub: ``sub(prompt) -> reply text`` for sub-calls (default: a short echo).
+        latency: seconds each root reply waits.
+        sub_latency: seconds each sub-call reply waits (default: ``latency``).
+        on_arrival: called with each :class:`Request` as it arrives (e.g. to kill a client).
+    """
+
+    def __init__(
+        self,
+        root: Callable[[int], str],
+        sub: Callable[[str], str] | None = None,
+        *,
+        latency: float = 0.0,
+        sub_latency: float | None = None,
+        on_arrival: Callable[[Request], None] | None = None,
+    ) -> None:
+        self.root = root
+        self.sub = sub or (lambda prompt: "ok " + prompt[:24])
+        self.latency = latency
+        self.sub_latency = latency if sub_latency is None else sub_latency
+        self.on_arrival = on_arrival
+        self.requests: list[Request] = []
+        self.lock = threading.Lock()
+        self._httpd = _Server(("127.0.0.1", 0), self._handler())
+        self.port = self._httpd.server_address[1]
+        self.base_url = f"http://127.0.0.1:{self.port}/v1"
+        self._thread: threading.Thread | None = None
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def setup(self) -> None:
+                super().setup()
+                # Without this, Nagle's algorithm and the client's delayed ACK add ~40 ms to
+                # every reply on loopback, which would swamp the overhead being measured.
+                self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                self._send(200, {"object": "list", "data": [{"id": "scripted", "object": "model"}]})
+
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
+                record, payload = server.answer(body)
+                try:
+                    self._send(200, payload)
+                    record.delivered = True
+                except OSError:  # the client died before reading its reply
+                    pass
+
+            def _send(self, status: int, payload: Any) -> None:
+                data = json.dumps(payload).encode()
+                head = (
+                    f"HTTP/1.1 {status} OK\r\nContent-Type: application/json\r\n"
+                    f"Content-Length: {len(data)}\r\n\r\n"
+                ).encode()
+                self.wfile.write(head + data)  # one write: one segment
+                self.wfile.flush()
+
+        return Handler
+
+    def answer(self, body: dict[str, Any]) -> tuple[Request, dict[str, Any]]:
+        """Build the reply to one request and record it."""
+        messages = body.get("messages") or []
+        role = "root" if messages and messages[0].get("role") == "system" else "sub"
+        record = Request(role, _call_key(role, messages), len(messages), time.monotonic())
+        with self.lock:
+            self.requests.append(record)
+        if self.on_arrival is not None:
+            self.on_arrival(record)
+        if role == "root":
+            turn = sum(1 for m in messages if m.get("role") == "assistant")
+            text, delay = self.root(turn), self.latency
+        else:
+            text, delay = self.sub(str(messages[-1].get("content")) if messages else ""), self.sub_latency
+        if delay:
+            time.sleep(delay)
+        record.done = time.monotonic()
+        n_in = sum(len(str(m.get("content", ""))) for m in messages) // 4
+        n_out = max(1, len(text) // 4)
+        payload = {
+            "id": "chatcmpl-loopback",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": body.get("model", "scripted"),
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": n_in, "completion_tokens": n_out, "total_tokens": n_in + n_out},
+        }
+        return record, payload
+
+    def between(self, start: float, end: float) -> list[Request]:
+        """Requests that arrived in ``[start, end]``."""
+        with self.lock:
+            return [r for r in self.requests if start <= r.arrived <= end]
+
+    def start(self) -> "LoopbackServer":
+        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+    def __enter__(self) -> "LoopbackServer":
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()

@@ -1,0 +1,317 @@
+"""Answer quality: the same seeded tasks through rlm-graph, one plain call, and the reference ``rlms``.
+
+Every method talks to the same OpenAI-compatible endpoint (by default the embedded model servers:
+root and sub). Each task's outcome is written as one JSON file, ``<out>/<method>/<task id>.json``,
+as soon as it is known, so a long run can be stopped and picked up again with ``skip_existing``.
+
+- ``rlm``: :class:`rlm_graph.RLM` with its defaults for that model.
+- ``base``: one plain call, the context cut to what fits the model's window (its head; the prompt
+  says it was cut). The cut starts at ``window_tokens * 4`` characters and shrinks by 15 % each time
+  the server answers that the prompt is too long, so the base model sees as much as it can.
+- ``rlms``: the reference library, in its own virtual environment (see :mod:`rlm_graph.bench.jobs`),
+  with its own prompt and defaults, pointed at the same root and sub servers.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import tempfile
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rlm_graph.bench import jobs
+from rlm_graph.bench.tasks import SUITES, Task, load_suite, score
+from rlm_graph.errors import ConfigurationError
+
+METHODS = ("rlm", "base", "rlms")
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class QualityConfig:
+    """A quality run: which methods, which tasks, which endpoint, which limits."""
+
+    methods: Sequence[str] = ("rlm", "base")
+    tasks: Sequence[str] = ("smoke",)
+    n: int = 2
+    seed: int = 0
+    model: str | None = None  # a model name on base_url; None or "local" for the embedded servers
+    base_url: str | None = None
+    sub_base_url: str | None = None
+    api_key: str | None = None
+    out: Path = Path("bench/results/quality")
+    max_iterations: int = 20
+    max_seconds: float = 600.0
+    reply_tokens: int = 1024
+    base_reply_tokens: int = 256
+    window_tokens: int = 8192
+    timeout: float = 600.0
+    skip_existing: bool = False
+    rlms_venv: Path | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+# -- tasks -----------------------------------------------------------------------------------
+
+
+def parse_size(text: str) -> int:
+    """'8k' -> 8000, '1m' -> 1000000, '512000' -> 512000."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kKmMgG]?)\s*", text)
+    if not m:
+        raise ConfigurationError(f"bad size {text!r}: use a number with an optional k, m or g suffix")
+    return int(float(m.group(1)) * {"": 1, "k": 1_000, "m": 1_000_000, "g": 1_000_000_000}[m.group(2).lower()])
+
+
+def parse_task_spec(spec: str) -> tuple[str, list[int] | None]:
+    """'sniah:8k,128k' -> ('sniah', [8000, 128000]); 'smoke' -> ('smoke', None)."""
+    name, _, sizes = spec.partition(":")
+    name = name.strip()
+    if name not in SUITES:
+        raise ConfigurationError(f"unknown task suite {name!r}: use one of {', '.join(SUITES)}")
+    return name, [parse_size(s) for s in sizes.split(",") if s.strip()] or None
+
+
+def load_tasks(specs: Sequence[str], n: int, seed: int) -> list[Task]:
+    """The tasks named by ``specs`` (see :func:`parse_task_spec`), ``n`` per size."""
+    out: list[Task] = []
+    for spec in specs:
+        name, sizes = parse_task_spec(spec)
+        tasks = load_suite(name, sizes=sizes, n=n, seed=seed)
+        out += tasks[:n] if name == "smoke" and n < len(tasks) else tasks
+    return out
+
+
+# -- endpoint --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    model: str
+    base_url: str
+    sub_base_url: str
+
+
+def resolve_endpoint(cfg: QualityConfig) -> Endpoint:
+    """The model name and the root and sub URLs every method uses."""
+    if cfg.base_url:
+        if not cfg.model or cfg.model == "local":
+            raise ConfigurationError("--base-url needs --model NAME (the model's name on that server)")
+        return Endpoint(cfg.model, cfg.base_url.rstrip("/"), (cfg.sub_base_url or cfg.base_url).rstrip("/"))
+    if cfg.model not in (None, "local"):
+        raise ConfigurationError("give --base-url with --model, or --model local for the embedded servers")
+    from rlm_graph.models import local
+
+    urls = local.ensure_servers(("root", "sub"))
+    return Endpoint(local.DEFAULT_ALIAS, urls["root"], urls["sub"])
+
+
+# -- methods ---------------------------------------------------------------------------------
+
+
+def _tokens(usage: dict[str, dict[str, Any]]) -> dict[str, int]:
+    inp = sum(int(u.get("input_tokens") or 0) for u in usage.values())
+    out = sum(int(u.get("output_tokens") or 0) for u in usage.values())
+    return {"input": inp, "output": out, "total": inp + out}
+
+
+def run_rlm(task: Task, ep: Endpoint, cfg: QualityConfig) -> dict[str, Any]:
+    from rlm_graph import RLM
+
+    work = Path(tempfile.mkdtemp(prefix="rlm-quality-"))
+    rlm = RLM(
+        ep.model,
+        base_url=ep.base_url,
+        sub_base_url=ep.sub_base_url,
+        api_key=cfg.api_key,
+        checkpointer=False,
+        work_dir=work,
+        reply_tokens=cfg.reply_tokens,
+        timeout=cfg.timeout,
+        max_iterations=cfg.max_iterations,
+        max_seconds=cfg.max_seconds,
+        **cfg.extra,
+    )
+    try:
+        result = rlm.completion(task.context, task.query)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    usage = result.usage
+    return {
+        "answer": result.answer,
+        "seconds": result.execution_time,
+        "iterations": result.iterations,
+        "subcalls": result.subcalls,
+        "calls": sum(int(u.get("calls") or 0) for u in usage.values()),
+        "tokens": _tokens(usage),
+        "stopped_by": result.stopped_by,
+    }
+
+
+def run_base(task: Task, ep: Endpoint, cfg: QualityConfig) -> dict[str, Any]:
+    from langchain_core.messages import HumanMessage
+
+    from rlm_graph.compare import plain_prompt
+    from rlm_graph.models import resolve_model
+    from rlm_graph.models.calls import ContextOverflow, call_model
+
+    text = task.context if isinstance(task.context, str) else json.dumps(task.context)
+    model = resolve_model(ep.model, base_url=ep.base_url, api_key=cfg.api_key, max_tokens=cfg.base_reply_tokens, timeout=cfg.timeout)
+    window = (cfg.window_tokens - cfg.base_reply_tokens - 200) * 4
+    start = time.monotonic()
+    overflows = 0
+    while window > 200:
+        prompt, shown = plain_prompt(text, task.query, window)
+        try:
+            reply = call_model(model.model, [HumanMessage(prompt)], label=model.label)
+        except ContextOverflow:
+            overflows += 1
+            window = int(shown * 0.85)
+            continue
+        return {
+            "answer": reply.text.strip(),
+            "seconds": round(time.monotonic() - start, 3),
+            "iterations": 1,
+            "subcalls": 0,
+            "calls": 1 + overflows,
+            "tokens": _tokens(reply.usage),
+            "shown_chars": shown,
+            "overflow_retries": overflows,
+        }
+    return {"answer": None, "seconds": round(time.monotonic() - start, 3), "error": "no cut of the context fit the window"}
+
+
+def run_rlms(task: Task, ep: Endpoint, cfg: QualityConfig) -> dict[str, Any]:
+    python = jobs.ensure_rlms(cfg.rlms_venv)
+    context, note = task.context, None
+    if isinstance(context, list) and any(not isinstance(x, (str, dict)) for x in context):
+        # rlms 0.1.3 measures a list context with len() of each item: a list of numbers raises TypeError
+        context, note = json.dumps(context), "a list of numbers was passed as its JSON text (rlms cannot take it as a list)"
+    with tempfile.TemporaryDirectory(prefix="rlms-quality-") as tmp:
+        is_text = isinstance(context, str)
+        path = Path(tmp) / ("context.txt" if is_text else "context.json")
+        path.write_text(context if is_text else json.dumps(context), encoding="utf-8")
+        sampling = {"temperature": 0.0, "max_tokens": cfg.reply_tokens, "extra_body": {"max_tokens": cfg.reply_tokens}}
+        job = {
+            "base_url": ep.base_url,
+            "sub_base_url": ep.sub_base_url,
+            "model": ep.model,
+            "api_key": cfg.api_key or "none",
+            "context": {"path": str(path), "format": "text" if is_text else "json"},
+            "query": task.query,
+            "max_iterations": cfg.max_iterations,
+            "max_seconds": cfg.max_seconds,
+            "sampling_args": sampling,
+            "timeout": cfg.timeout,
+            "retries": 2,
+        }
+        res = jobs.run("rlms", job, rlms_python=python, timeout=cfg.max_seconds + cfg.timeout + 60)
+    run = res["runs"][0]
+    usage = run.get("usage") or {}
+    return {
+        "answer": run.get("answer"),
+        "seconds": round(run["ended"] - run["started"], 3),
+        "iterations": run.get("iterations"),
+        "subcalls": run.get("subcalls"),
+        "calls": sum(int(u.get("calls") or 0) for u in usage.values()),
+        "tokens": _tokens(usage),
+        "error": run.get("error"),
+        "library_version": res.get("library_version"),
+        **({"note": note} if note else {}),
+    }
+
+
+RUNNERS: dict[str, Callable[[Task, Endpoint, QualityConfig], dict[str, Any]]] = {"rlm": run_rlm, "base": run_base, "rlms": run_rlms}
+
+
+# -- the run ---------------------------------------------------------------------------------
+
+
+def result_path(out: Path, method: str, task: Task) -> Path:
+    return Path(out) / method / f"{task.id}.json"
+
+
+def run_task(method: str, task: Task, ep: Endpoint, cfg: QualityConfig) -> dict[str, Any]:
+    """One method on one task: its outcome with the task's facts and the score. Never raises for a
+    failed run: the error is recorded and the score is 0."""
+    record: dict[str, Any] = {
+        "method": method,
+        "task": task.id,
+        "kind": task.kind,
+        "size_chars": task.size_chars,
+        "requested_size": 0 if task.kind == "smoke" else task.metadata.get("requested_size", task.size_chars),
+        "query": task.query,
+        "gold": task.gold,
+        "scorer": task.scorer,
+        "model": ep.model,
+        "endpoint": {"root": ep.base_url, "sub": ep.sub_base_url},
+        "max_iterations": cfg.max_iterations,
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+    }
+    start = time.monotonic()
+    try:
+        outcome = RUNNERS[method](task, ep, cfg)
+    except Exception as exc:  # a failed run is a result too
+        outcome = {"answer": None, "seconds": round(time.monotonic() - start, 3), "error": f"{type(exc).__name__}: {str(exc)[:500]}",
+                   "traceback": traceback.format_exc()[-2000:]}
+    record.update(outcome)
+    record["score"] = round(score(task, record["answer"]) if record.get("answer") is not None else 0.0, 4)
+    return record
+
+
+def run_quality(cfg: QualityConfig, progress: Progress = print) -> list[dict[str, Any]]:
+    """Run every method on every task; write and return the per-task records."""
+    unknown = set(cfg.methods) - set(METHODS)
+    if unknown:
+        raise ConfigurationError(f"unknown method(s) {', '.join(sorted(unknown))}: use {', '.join(METHODS)}")
+    tasks = load_tasks(cfg.tasks, cfg.n, cfg.seed)
+    ep = resolve_endpoint(cfg)
+    if "rlms" in cfg.methods:
+        jobs.ensure_rlms(cfg.rlms_venv)
+    records = []
+    for task in tasks:
+        for method in cfg.methods:
+            path = result_path(cfg.out, method, task)
+            if cfg.skip_existing and path.exists():
+                records.append(json.loads(path.read_text()))
+                progress(f"{method:<5} {task.id:<22} (kept from {path})")
+                continue
+            rec = run_task(method, task, ep, cfg)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(rec, indent=1, default=str))
+            records.append(rec)
+            answer = " ".join(str(rec.get("answer")).split())[:40]
+            note = f" error: {rec['error'][:80]}" if rec.get("error") else ""
+            progress(f"{method:<5} {task.id:<22} score {rec['score']:.2f}  {rec.get('seconds') or 0:7.1f}s  "
+                     f"iters {rec.get('iterations')}  answer {answer!r} gold {task.gold!r}{note}")
+    return records
+
+
+def summarize(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Mean score, time and tokens per (method, kind, size)."""
+    groups: dict[tuple[str, str, int], list[dict[str, Any]]] = {}
+    for r in records:
+        size = int(r.get("requested_size", r["size_chars"]) or 0)
+        groups.setdefault((r["method"], r["kind"], size), []).append(r)
+    rows = []
+    for (method, kind, size), rs in sorted(groups.items()):
+        rows.append(
+            {
+                "method": method,
+                "kind": kind,
+                "size_chars": size,
+                "n": len(rs),
+                "mean_score": round(sum(r["score"] for r in rs) / len(rs), 3),
+                "mean_seconds": round(sum(float(r.get("seconds") or 0) for r in rs) / len(rs), 1),
+                "mean_tokens": round(sum(int((r.get("tokens") or {}).get("total") or 0) for r in rs) / len(rs)),
+                "errors": sum(1 for r in rs if r.get("error")),
+            }
+        )
+    return rows
+
