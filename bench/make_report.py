@@ -97,10 +97,17 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     return "\n".join(lines)
 
 
-def _size(n: int) -> str:
-    for unit, div in (("GB", 10**9), ("MB", 10**6), ("K", 10**3)):
+def _bytes(n: float) -> str:
+    for unit, div in (("GB", 10**9), ("MB", 10**6), ("KB", 10**3)):
         if n >= div:
-            return f"{n / div:g} {unit}" if unit != "K" else f"{n / div:g}K"
+            return f"{n / div:g} {unit}"
+    return f"{n:g} B"
+
+
+def _chars(n: int) -> str:
+    for unit, div in (("G", 10**9), ("M", 10**6), ("K", 10**3)):
+        if n >= div:
+            return f"{n / div:g}{unit}"
     return str(n)
 
 
@@ -155,7 +162,7 @@ def targets(summary: dict[str, Any]) -> list[tuple[str, str, str]]:
                         verdict(r["ratio_to_floor"] <= 1.2)))
     big = [r for r in _rows(summary, "context") if r["library"] == "rlm-graph" and r["size_bytes"] >= 10**9]
     for r in big:
-        out.append((f"{_size(r['size_bytes'])} context: peak RSS (host + sandbox) ≤ 1.5 × size",
+        out.append((f"{_bytes(r['size_bytes'])} context: peak RSS (host + sandbox) ≤ 1.5 × size",
                     f"{r['peak_rss_bytes'] / 1e9:.2f} GB sampled = {r['rss_ratio']:.2f} × (per-process high-water marks: {r['hwm_ratio']:.2f} ×)"
                     + (f"; failed: {r['error'][:80]}" if r.get("error") else ""),
                     verdict(r["rss_ratio"] <= 1.5 and not r.get("error"))))
@@ -177,7 +184,7 @@ def targets(summary: dict[str, Any]) -> list[tuple[str, str, str]]:
         if rlm:
             text = f"rlm {rlm['score']:.0%} (n={rlm['n']})" + (f", base {base['score']:.0%} (n={base['n']})" if base else "")
             ok = rlm["score"] >= 0.9 and (base is None or base["score"] < 0.5)
-            out.append((f"S-NIAH at {_size(size)} chars: RLM ≥ 90 % with the embedded model, base fails", text, verdict(ok)))
+            out.append((f"S-NIAH at {_chars(size)} chars: RLM ≥ 90 % with the embedded model, base fails", text, verdict(ok)))
     if not big_sniah:
         out.append(("S-NIAH at 1M+ chars: RLM ≥ 90 %, base fails", "no S-NIAH task of 1M+ characters in the results", verdict(None)))
     return out
@@ -367,7 +374,7 @@ def _overhead_sections(summary: dict[str, Any], have_plot: bool, have_turns: boo
                   "`rlms` takes the context as a Python string, so its time includes reading the file. *peak RSS*: largest sum over "
                   "the process tree, sampled every 10 ms; *HWM*: sum of each process's own high-water mark.", "",
                   _table(["library", "size", "load (s)", "peak RSS (MB)", "RSS / size", "HWM / size", "ok"],
-                         [[r["library"], _size(r["size_bytes"]), r.get("load_s"), round(r["peak_rss_bytes"] / 1e6), r["rss_ratio"], r["hwm_ratio"],
+                         [[r["library"], _bytes(r["size_bytes"]), r.get("load_s"), round(r["peak_rss_bytes"] / 1e6), r["rss_ratio"], r["hwm_ratio"],
                            "yes" if r.get("answer_ok") else (r.get("error") or "no")[:60]] for r in ctx]), ""]
     res = _rows(summary, "resume")
     if res:
@@ -389,7 +396,7 @@ def _quality_sections(summary: dict[str, Any], have_plot: bool) -> list[str]:
     groups = quality_groups(tasks)
     parts = ["## Answer quality", "",
              _table(["task", "size (chars)", "method", "n", "mean score", "mean time (s)", "mean tokens", "errors"],
-                    [[g["kind"], _size(g["size"]) if g["size"] else "small", g["method"], g["n"], round(g["score"], 2), round(g["seconds"], 1),
+                    [[g["kind"], _chars(g["size"]) if g["size"] else "small", g["method"], g["n"], round(g["score"], 2), round(g["seconds"], 1),
                       round(g["tokens"]), g["errors"]] for g in groups]), ""]
     if have_plot:
         parts += ["![score against context size](img/quality_score_vs_size.png)", ""]

@@ -114,6 +114,7 @@ class ScriptedServer:
             "role": role,
             "prompt": str(messages[-1].get("content")) if messages else "",
             "n_messages": len(messages),
+            "conversation": "\n".join(str(m.get("content", "")) for m in messages),
             "stop": body.get("stop"),
             "max_tokens": body.get("max_tokens"),
             "arrived": arrived,
@@ -141,6 +142,7 @@ class ScriptedServer:
         }
         if usage is not None:
             payload["usage"] = usage
+        record["usage"] = usage
         return 200, payload, None, record
 
     # -- views ---------------------------------------------------------------------------

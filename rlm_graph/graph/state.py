@@ -100,6 +100,8 @@ class RLMOutput(TypedDict, total=False):
     stopped_by: str | None
     iteration: int
     usage: Usage
+    n_subcalls: int
+    cells: list[Cell]
     run_id: str
 
 

@@ -1,0 +1,76 @@
+"""bench/make_report.py: results -> docs/benchmarks.json -> benchmarks.md and PNG plots."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("matplotlib")
+
+SCRIPT = Path(__file__).resolve().parents[2] / "bench" / "make_report.py"
+
+
+def _module() -> Any:
+    spec = importlib.util.spec_from_file_location("make_report", SCRIPT)
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _it(lib: str, ck: str, lat: float, per: float, wall: float) -> dict[str, Any]:
+    return {"scenario": "iterations", "library": lib, "checkpointer": ck, "latency_s": lat, "iterations": 30, "runs": 3, "runs_ok": 3,
+            "wall_s": wall, "overhead_per_iter_ms": per, "steady_per_iter_ms": per / 2, "gap_by_turn_ms": [1.0, 2.0],
+            "samples_overhead_per_iter_ms": [per]}
+
+
+def _results(tmp: Path) -> Path:
+    res = tmp / "results"
+    (res / "quality" / "rlm").mkdir(parents=True)
+    (res / "quality" / "base").mkdir(parents=True)
+    rows = [
+        _it("rlm-graph", "none", 0.0, 8.0, 0.3), _it("rlm-graph", "sqlite", 0.0, 12.0, 0.4), _it("rlms", "none", 0.0, 10.0, 0.5),
+        {"scenario": "fanout", "library": "rlm-graph", "checkpointer": "sqlite", "concurrency": 16, "prompts": 256, "floor_s": 1.6,
+         "cell_s": 1.8, "ratio_to_floor": 1.125, "max_in_flight": 16, "samples_cell_s": [1.8]},
+        {"scenario": "context", "library": "rlm-graph", "size_bytes": 10**9, "load_s": 2.0, "peak_rss_bytes": 2.1e9, "hwm_sum_bytes": 2.2e9,
+         "rss_ratio": 2.1, "hwm_ratio": 2.2, "answer_ok": True, "error": None},
+        {"scenario": "resume", "library": "rlm-graph", "mode": "resume from checkpoint", "killed": "between iterations", "calls_before_kill": 20,
+         "calls_after": 10, "repeated_calls": 0, "repeated_answered_ms_before_kill": [], "to_first_call_s": 0.1, "spawn_to_first_call_s": 1.0,
+         "total_s": 2.0, "answer_ok": True},
+    ]
+    (res / "overhead-1.json").write_text(json.dumps({"machine": {"cpu": "CPU X", "cores": 2}, "versions": {"rlms": "0.1.3"},
+                                                     "config": {"iterations": 30, "repeats": 3}, "rows": rows, "notes": ["pg skipped"]}))
+    for method, score in (("rlm", 1.0), ("base", 0.0)):
+        for size in (8000, 1_000_000):
+            rec = {"method": method, "task": f"sniah-{size}-0", "kind": "sniah", "size_chars": size, "requested_size": size, "score": score,
+                   "seconds": 3.0, "iterations": 2, "subcalls": 0, "tokens": {"total": 100}, "answer": "123", "gold": "123", "error": None}
+            (res / "quality" / method / f"sniah-{size}-0.json").write_text(json.dumps(rec))
+    return res
+
+
+def test_collect_then_render(tmp_path: Path) -> None:
+    mod = _module()
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "benchmarks.json").write_text(json.dumps({"notes": ["hand-written remark"]}))
+    assert mod.main(["--results", str(_results(tmp_path)), "--docs", str(docs)]) == 0
+    summary = json.loads((docs / "benchmarks.json").read_text())
+    assert summary["notes"] == ["hand-written remark"]  # kept
+    assert "samples_cell_s" not in json.dumps(summary)  # raw samples stay out of the committed summary
+    page = (docs / "benchmarks.md").read_text()
+    assert "hand-written remark" in page and "pg skipped" in page and "CPU X" in page
+    for png in ("quality_score_vs_size.png", "overhead_ratios.png", "turn_cost.png"):
+        assert (docs / "img" / png).stat().st_size > 1000
+    verdicts = {t: v for t, _, v in mod.targets(summary)}
+    assert verdicts["per-iteration overhead ≤ rlms, sqlite checkpoints, 0 ms model latency"] == "missed"  # 12 vs 10 ms
+    assert verdicts["fan-out ≤ 1.2 × floor, concurrency 16 (sqlite checkpoints)"] == "met"
+    assert verdicts["1 GB context: peak RSS (host + sandbox) ≤ 1.5 × size"] == "missed"
+    assert verdicts["S-NIAH at 1M chars: RLM ≥ 90 % with the embedded model, base fails"] == "met"
+    # rendering again from the summary alone gives the same page
+    (docs / "benchmarks.md").unlink()
+    assert mod.main(["--render", "--docs", str(docs)]) == 0
+    assert (docs / "benchmarks.md").read_text() == page

@@ -1,0 +1,96 @@
+"""The quality runner against a scripted OpenAI-compatible server: per-task JSON, scores, the base
+method's window, failures recorded as results."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from rlm_graph.bench.quality import (
+    QualityConfig,
+    load_tasks,
+    parse_size,
+    parse_task_spec,
+    result_path,
+    run_quality,
+    summarize,
+)
+from rlm_graph.errors import ConfigurationError
+from tests.conftest import repl
+
+
+def test_parse_sizes_and_specs() -> None:
+    assert [parse_size(s) for s in ("8k", "1m", "512000", "1.5M", "1g")] == [8000, 1_000_000, 512_000, 1_500_000, 10**9]
+    assert parse_task_spec("sniah:8k,128k") == ("sniah", [8000, 128_000])
+    assert parse_task_spec("smoke") == ("smoke", None)
+    with pytest.raises(ConfigurationError):
+        parse_task_spec("nope:8k")
+    with pytest.raises(ConfigurationError):
+        parse_size("big")
+
+
+def test_load_tasks_n_per_size_and_smoke_prefix() -> None:
+    tasks = load_tasks(["smoke", "sniah:8k,16k"], n=2, seed=0)
+    assert [t.id for t in tasks] == ["smoke-0-sum", "smoke-1-hidden_number", "sniah-8k-0", "sniah-8k-1", "sniah-16k-0", "sniah-16k-1"]
+
+
+def _answer_from_context(messages: list[dict[str, Any]]) -> str:
+    """A root model that looks, then answers the needle it was shown (or 'unknown')."""
+    turn = sum(1 for m in messages if m["role"] == "assistant")
+    if turn == 0:
+        return repl("import re\nm = re.search(r'is: (\\d+)', context)\nprint(m.group(1) if m else 'none')")
+    return repl("FINAL(m.group(1) if m else 'unknown')")
+
+
+def test_rlm_and_base_write_one_json_per_task(scripted: Any, tmp_path: Path) -> None:
+    srv = scripted(_answer_from_context, sub=lambda prompt: "1234567")
+    out = tmp_path / "q"
+    cfg = QualityConfig(methods=["rlm", "base"], tasks=["sniah:8k"], n=2, model="scripted", base_url=srv.base_url, out=out)
+    records = run_quality(cfg, progress=lambda _: None)
+    assert len(records) == 4
+    for rec in records:
+        saved = json.loads((out / rec["method"] / f"{rec['task']}.json").read_text())
+        assert saved == json.loads(json.dumps(rec, default=str))
+        assert {"answer", "score", "seconds", "iterations", "subcalls", "tokens", "gold"} <= set(saved)
+    rlm = [r for r in records if r["method"] == "rlm"]
+    assert all(r["score"] == 1.0 and r["iterations"] == 2 for r in rlm)  # it read the needle from the context
+    base = [r for r in records if r["method"] == "base"]
+    assert all(r["score"] == 0.0 and r["answer"] == "1234567" and r["iterations"] == 1 for r in base)
+    rows = summarize(records)
+    assert {(r["method"], r["size_chars"], r["mean_score"]) for r in rows} == {("rlm", 8000, 1.0), ("base", 8000, 0.0)}
+
+
+def test_skip_existing_keeps_results(scripted: Any, tmp_path: Path) -> None:
+    srv = scripted(_answer_from_context, sub=lambda prompt: "x")
+    cfg = QualityConfig(methods=["base"], tasks=["smoke"], n=1, model="scripted", base_url=srv.base_url, out=tmp_path, skip_existing=True)
+    first = run_quality(cfg, progress=lambda _: None)
+    calls = len(srv.requests)
+    again = run_quality(cfg, progress=lambda _: None)
+    assert len(srv.requests) == calls and again == json.loads(json.dumps(first))
+
+
+def test_base_shrinks_the_cut_until_the_server_accepts_it(scripted: Any, tmp_path: Path) -> None:
+    too_long = {"status": 400, "body": {"error": {"message": "Requested tokens (9000) exceed context window of 8192"}}}
+    srv = scripted([], sub=lambda prompt: too_long if len(prompt) > 10_000 else "7")
+    cfg = QualityConfig(methods=["base"], tasks=["sniah:64k"], n=1, model="scripted", base_url=srv.base_url, out=tmp_path)
+    (rec,) = run_quality(cfg, progress=lambda _: None)
+    assert rec["answer"] == "7" and rec["overflow_retries"] >= 1
+    assert 8_000 < rec["shown_chars"] <= 10_000
+    assert rec["calls"] == rec["overflow_retries"] + 1
+
+
+def test_a_failed_run_is_recorded_with_score_zero(tmp_path: Path) -> None:
+    cfg = QualityConfig(methods=["base"], tasks=["smoke"], n=1, model="m", base_url="http://127.0.0.1:9/v1", out=tmp_path, timeout=5)
+    (rec,) = run_quality(cfg, progress=lambda _: None)
+    assert rec["score"] == 0.0 and rec["answer"] is None and "ModelError" in rec["error"]
+    assert result_path(tmp_path, "base", load_tasks(["smoke"], 1, 0)[0]).exists()
+
+
+def test_unknown_method_and_missing_model_name_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError):
+        run_quality(QualityConfig(methods=["magic"], out=tmp_path))
+    with pytest.raises(ConfigurationError):
+        run_quality(QualityConfig(methods=["base"], base_url="http://127.0.0.1:9/v1", out=tmp_path))
