@@ -9,7 +9,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 CMAKE_FLAGS := -DGGML_NATIVE=ON -DGGML_CUDA=OFF -DGGML_METAL=OFF -DGGML_BLAS=OFF -DLLAMA_CURL=OFF
 
-.PHONY: demo test test-model test-all model models-stop lint clean
+.PHONY: demo test test-slow test-model test-all model models-stop lint clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,9 @@ model: $(VENV)/.local-installed
 
 models-stop:
 	$(VENV)/bin/rlm-graph models stop
+
+test-slow: $(VENV)/.test-installed
+	RLM_GRAPH_KILL_TRIALS=50 $(PY) -m pytest tests/durable tests/test_load.py
 
 test-model: $(VENV)/.local-installed $(VENV)/.test-installed
 	$(PY) -m pytest -m model -o addopts="-p no:cacheprovider" --timeout 3600

@@ -19,7 +19,11 @@ from pathlib import Path
 from _common import banner, log_file, make_rlm, report, run_or_explain
 
 DEPARTMENTS = ["Sales", "Support", "Research", "Legal", "Design"]
-QUESTION = "Which department has the highest total salary (the sum of its rows' salary)? Answer with the department name."
+QUESTION = (
+    "Which department has the highest total salary? `context` is a list of rows (dicts with the keys "
+    "department and salary). First add up the salary of each department's rows with code and print the "
+    "totals. When you have seen the printed totals, answer with FINAL and the department name."
+)
 
 
 def write_staff(path: Path, seed: int = 5) -> str:
@@ -28,7 +32,7 @@ def write_staff(path: Path, seed: int = 5) -> str:
     rows = []
     for i in range(40):
         dept = "Support" if i < 12 else rng.choice(DEPARTMENTS)
-        salary = rng.randint(30, 45) * 1000 if dept == "Support" else rng.randint(40, 95) * 1000
+        salary = rng.randint(20, 28) * 1000 if dept == "Support" else rng.randint(40, 95) * 1000
         rows.append({"employee_id": 100 + i, "name": f"emp{100 + i}", "department": dept, "salary": salary})
     rng.shuffle(rows)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -40,7 +44,7 @@ def write_staff(path: Path, seed: int = 5) -> str:
     for r in rows:
         totals[r["department"]] += r["salary"]
     ranked = sorted(totals, key=totals.get, reverse=True)  # type: ignore[arg-type]
-    assert totals[ranked[0]] > totals[ranked[1]]
+    assert totals[ranked[0]] > totals[ranked[1]] and ranked[0] != "Support"
     return ranked[0]
 
 

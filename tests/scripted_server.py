@@ -60,7 +60,7 @@ class ScriptedServer:
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
                 status, payload, raw, record = server.handle(body)
                 try:
-                    self._send(status, raw.encode() if raw is not None else json.dumps(payload).encode())
+                    self._send(status, raw.encode() if raw is not None else json.dumps(payload).encode(), record.get("headers"))
                     record["delivered"] = True
                 except OSError:  # the client died before reading its reply: the call never finished
                     record["delivered"] = False
@@ -68,8 +68,10 @@ class ScriptedServer:
             def _json(self, status: int, payload: Any) -> None:
                 self._send(status, json.dumps(payload).encode())
 
-            def _send(self, status: int, data: bytes) -> None:
+            def _send(self, status: int, data: bytes, headers: dict[str, str] | None = None) -> None:
                 self.send_response(status)
+                for key, value in (headers or {}).items():
+                    self.send_header(key, value)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
@@ -114,12 +116,14 @@ class ScriptedServer:
             "role": role,
             "prompt": str(messages[-1].get("content")) if messages else "",
             "n_messages": len(messages),
+            "turn": sum(1 for m in messages if m.get("role") == "assistant"),
             "conversation": "\n".join(str(m.get("content", "")) for m in messages),
             "stop": body.get("stop"),
             "max_tokens": body.get("max_tokens"),
             "arrived": arrived,
             "done": time.monotonic(),
             "status": spec.get("status", 200),
+            "headers": spec.get("headers"),
         }
         with self.lock:
             self.requests.append(record)

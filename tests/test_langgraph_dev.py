@@ -84,3 +84,14 @@ def test_run_state_history_and_approval_over_http(dev_server: tuple[httpx.Client
     done = client.post(f"/threads/{thread2}/runs/wait", json={"assistant_id": "rlm", "command": {"resume": {"action": "edit", "code": "n = 40 + 2\nprint(n)"}}, "context": {"approve_code": True}}).json()
     assert done["final_answer"] == "42"
     assert len(srv.root_requests()) == 4  # two per run; the resume repeated none
+
+
+def test_bad_input_over_http_is_one_clear_error(dev_server: tuple[httpx.Client, Any]) -> None:
+    client, srv = dev_server
+    thread = client.post("/threads", json={}).json()["thread_id"]
+    out = client.post(f"/threads/{thread}/runs/wait", json={"assistant_id": "rlm", "input": {"query": "q", "context_path": "/nonexistent/file.txt"}}).json()
+    assert out["__error__"]["error"] == "ContextError"
+    assert srv.requests == []
+    thread = client.post("/threads", json={}).json()["thread_id"]
+    out = client.post(f"/threads/{thread}/runs/wait", json={"assistant_id": "rlm", "input": {"context": "abc"}}).json()
+    assert out["__error__"]["error"] == "ConfigurationError"

@@ -3,6 +3,7 @@
 Every method talks to the same OpenAI-compatible endpoint (by default the embedded model servers:
 root and sub). Each task's outcome is written as one JSON file, ``<out>/<method>/<task id>.json``,
 as soon as it is known, so a long run can be stopped and picked up again with ``skip_existing``.
+rlm-graph's trajectories (JSONL) go to ``<out>/trajectories/<task id>/``.
 
 - ``rlm``: :class:`rlm_graph.RLM` with its defaults for that model.
 - ``base``: one plain call, the context cut to what fits the model's window (its head; the prompt
@@ -132,6 +133,7 @@ def run_rlm(task: Task, ep: Endpoint, cfg: QualityConfig) -> dict[str, Any]:
         api_key=cfg.api_key,
         checkpointer=False,
         work_dir=work,
+        log_dir=Path(cfg.out) / "trajectories" / task.id,
         reply_tokens=cfg.reply_tokens,
         timeout=cfg.timeout,
         max_iterations=cfg.max_iterations,

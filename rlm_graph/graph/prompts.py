@@ -92,7 +92,11 @@ FORM_NOTE = (
     "and give FINAL(answer) again with the right kind of value."
 )
 
-FINAL_VAR_MISSING_NOTE = "FINAL_VAR({name!r}) failed: there is no variable of that name. Define it in a ```repl block first."
+PLAN_NOTE = (
+    "Your FINAL reads like a plan, not an answer. Carry the plan out in ```repl blocks, then give "
+    "FINAL(answer) with only the value the question asks for."
+)
+
 
 FORCED_FINAL_PROMPT = (
     "You have no more {what}. Using only what you found so far, answer the question now: "

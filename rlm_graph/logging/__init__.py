@@ -7,6 +7,7 @@ LangSmith tracing needs no observer: LangGraph traces every node and model call 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from pathlib import Path
 from typing import Any
@@ -58,13 +59,11 @@ class RunObserver:
         for sink in list(self.sinks):
             try:
                 getattr(sink, method)(*args)
-            except Exception:  # a logging failure must not cost the run
+            except Exception:
                 log.warning("%s.%s failed; it is switched off for this run", type(sink).__name__, method, exc_info=True)
                 self.sinks.remove(sink)
-                try:
+                with contextlib.suppress(Exception):
                     sink.close()
-                except Exception:
-                    pass
 
     def on_event(self, event: dict[str, Any]) -> None:
         self._call("on_event", event)

@@ -41,7 +41,7 @@ def _one_line(text: str, limit: int = PREVIEW_CHARS) -> str:
 class _StatusLine:
     """The spinner's text, rendered afresh at every refresh so the clock keeps moving."""
 
-    def __init__(self, view: "ConsoleView") -> None:
+    def __init__(self, view: ConsoleView) -> None:
         self.view = view
 
     def __rich__(self) -> Text:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
 from langchain_core.messages import HumanMessage
@@ -16,6 +17,9 @@ from rlm_graph.graph.state import RLMState
 from rlm_graph.models.calls import ContextOverflow, call_model
 from rlm_graph.nodes.generate import conversation
 from rlm_graph.sandboxes.protocol import CellResult
+
+
+_PLAN = re.compile(r"\s*(first,? i|i will|i'll|i need to|i am going to|let me|let's|we need to|we will|to answer this|step 1|next,? i)\b", re.IGNORECASE)
 
 
 def _saw_output_before(state: RLMState, iteration: int) -> bool:
@@ -42,6 +46,10 @@ def check_final(state: RLMState, runtime: Runtime[RLMContext], *, defaults: RLMC
         answer = str(proposed.get("answer"))
         if ctx.grounding_guard and not state.get("guard_used") and not _saw_output_before(state, int(proposed.get("iteration") or 0)):
             return {"proposed": None, "guard_used": True, "messages": [{"role": "user", "content": prompts.GROUNDING_NOTE}]}
+        checks = int(state.get("form_checks") or 0)
+        if checks < 2 and _PLAN.match(answer) and len(answer) > 20:
+            # "First I will count the lines..." is a plan, not an answer: no model call needed to see it
+            return {"proposed": None, "form_checks": checks + 1, "messages": [{"role": "user", "content": prompts.PLAN_NOTE}]}
         usage: dict[str, Any] = {}
         if ctx.answer_check and int(state.get("form_checks") or 0) < 2:
             ok, reason, usage = _form_ok(state, ctx, answer)

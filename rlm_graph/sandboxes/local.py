@@ -1,8 +1,32 @@
-"""The local backend: the worker in a subprocess of the host, with rlimits and a scrubbed environment."""
+"""The local backend: the worker in a subprocess of the host, isolated by bubblewrap when it can be.
+
+Always: a scrubbed environment (no API keys), an address-space limit (RLIMIT_AS), no core dumps,
+its own process group, and a cap on processes (see ``max_processes``).
+
+With ``isolation="bwrap"`` (what ``"auto"``, the default, picks when bubblewrap runs here) the
+worker also gets, from the kernel's namespaces:
+
+- no network: a network namespace with only a loopback interface of its own, so a server on the
+  host's loopback (such as the embedded model server) is out of reach;
+- no host processes: its own PID namespace and ``/proc``, so it can't read another process's
+  environment;
+- a read-only system: ``/usr`` and the worker's Python (its prefix and the venv's) bound
+  read-only, a few files of ``/etc`` (not ``/etc/shadow``), nothing of ``/root`` or ``/home``;
+- a private ``/tmp`` (an empty tmpfs) and one writable folder, the work dir;
+- the contexts in a read-only inbox, so a cell can't change what a replay reloads;
+- an unprivileged user (uid 65534) in its own user namespace, with no capabilities and no way
+  to create further namespaces; ``--die-with-parent`` ends the whole tree when the host dies.
+
+Without bubblewrap, ``"auto"`` falls back to the plain subprocess and says so once per process
+on stderr (a ``RuntimeWarning``). That subprocess runs as the host's user: it can read what the
+host user can (files, other processes' environments under ``/proc``) and reach the network.
+"""
 
 from __future__ import annotations
 
 import collections
+import functools
+import itertools
 import os
 import queue
 import resource
@@ -12,6 +36,9 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
+import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
 from rlm_graph.errors import SandboxError, WorkerCrashed
@@ -22,6 +49,15 @@ WORKER_SOURCE = Path(__file__).with_name("worker.py")
 # Names kept from the host environment; everything else (API keys included) is dropped.
 _ENV_KEEP = ("PATH", "LANG", "LC_ALL", "TZ")
 
+#: The user the worker runs as inside bubblewrap's user namespace ("nobody").
+SANDBOX_UID = 65534
+
+# The parts of /etc a Python worker may want; the rest (shadow, ssh keys, ...) stays hidden.
+_ETC_KEEP = (
+    "ld.so.cache", "ld.so.conf", "ld.so.conf.d", "alternatives", "passwd", "group", "nsswitch.conf",
+    "localtime", "timezone", "mime.types", "ssl", "ca-certificates", "fonts", "os-release", "debian_version",
+)  # fmt: skip
+
 
 def scrubbed_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     """The worker's environment: no secrets, deterministic hashing, UTF-8 I/O."""
@@ -30,19 +66,6 @@ def scrubbed_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     if extra:
         env.update(extra)
     return env
-
-
-def _limits(memory_mb: int | None) -> None:
-    """Runs in the child before exec: own process group and rlimits.
-
-    Not PR_SET_PDEATHSIG: it fires when the *thread* that started the worker ends, and graph
-    nodes run on pool threads that come and go. The worker watches its parent itself.
-    """
-    os.setsid()
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    if memory_mb:
-        limit = memory_mb * 1024 * 1024
-        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 
 
 class _LineReader:
@@ -55,26 +78,49 @@ class _LineReader:
         threading.Thread(target=self._pump, args=(proc.stdout,), daemon=True).start()
         threading.Thread(target=self._drain, args=(proc.stderr,), daemon=True).start()
 
+    # Each thread closes its own stream at EOF: closing it from another thread mid-read races.
     def _pump(self, stream) -> None:  # type: ignore[no-untyped-def]
-        for raw in iter(stream.readline, b""):
-            self.lines.put(raw.decode("utf-8", "replace").rstrip("\n"))
+        with stream:
+            for raw in iter(stream.readline, b""):
+                self.lines.put(raw.decode("utf-8", "replace").rstrip("\n"))
         self.lines.put(None)
 
     def _drain(self, stream) -> None:  # type: ignore[no-untyped-def]
-        for raw in iter(stream.readline, b""):
-            self.err_tail.append(raw.decode("utf-8", "replace")[:500])
+        with stream:
+            for raw in iter(stream.readline, b""):
+                self.err_tail.append(raw.decode("utf-8", "replace")[:500])
 
 
 class LocalTransport(Transport):
-    """Start ``worker.py`` in a local subprocess.
+    """Start ``worker.py`` in a local subprocess, under bubblewrap when available.
 
     Args:
         python: interpreter for the worker (default: the host's).
-        memory_mb: address-space limit for the worker (RLIMIT_AS); None for no limit.
-        work_dir: the worker's working directory (default: a fresh temporary directory).
-        isolation: "none" runs the plain subprocess; "bwrap" wraps it in bubblewrap (no network,
-            read-only system, private /tmp, only the work dir writable); "auto" uses bubblewrap
-            when it is installed and works.
+        memory_mb: address-space limit for the worker (RLIMIT_AS); None for no limit. A cell that
+            allocates past it gets a ``MemoryError``; the worker lives on.
+        work_dir: the worker's working directory, its only writable folder under bubblewrap
+            (default: a fresh temporary directory, removed on close).
+        isolation: "auto" (default) uses bubblewrap when it is installed and works, and otherwise
+            runs the plain subprocess with a note on stderr, once per process; "bwrap" requires
+            bubblewrap (a SandboxError without it); "none" runs the plain subprocess silently.
+        max_processes: most processes and threads the worker may add. As root: a pids cgroup
+            when the cgroup filesystem is writable (otherwise no cap: root is exempt from
+            RLIMIT_NPROC). Otherwise: RLIMIT_NPROC set to the user's current count plus this,
+            as that limit counts all of the user's processes. None for no cap.
+        ro_paths: more host folders the worker may read under bubblewrap (data, an extra
+            site-packages); the worker's Python and its venv are always visible.
+        tmpfs_mb: size of each in-memory folder under bubblewrap (``/tmp``, ``/dev/shm``); their
+            pages are RAM that RLIMIT_AS does not count.
+
+    Example::
+
+        from rlm_graph.sandboxes.local import LocalTransport
+        from rlm_graph.sandboxes.session import SandboxSession
+
+        session = SandboxSession(lambda: LocalTransport(memory_mb=2048))
+        session.start()
+        print(session.step(0, "1 + 1").stdout)  # "2"
+        session.close()
     """
 
     kind = "local"
@@ -85,19 +131,31 @@ class LocalTransport(Transport):
         python: str | None = None,
         memory_mb: int | None = 4096,
         work_dir: str | os.PathLike[str] | None = None,
-        isolation: str = "none",
+        isolation: str = "auto",
+        max_processes: int | None = 256,
+        ro_paths: Sequence[str | os.PathLike[str]] = (),
+        tmpfs_mb: int = 256,
     ) -> None:
         if isolation not in ("none", "bwrap", "auto"):
-            raise SandboxError(f"unknown isolation {isolation!r}: use 'none', 'bwrap' or 'auto'")
-        self._own_dir = work_dir is None
-        self.work_dir = Path(work_dir or tempfile.mkdtemp(prefix="rlm-sbx-"))
-        self.work_dir.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(WORKER_SOURCE, self.work_dir / "_rlm_worker.py")
-        python = python or sys.executable
-        argv = [python, "-s", "-u", str(self.work_dir / "_rlm_worker.py")]
+            raise SandboxError(f"unknown isolation {isolation!r}: use 'auto', 'bwrap' or 'none'")
         self.isolation = _resolve_isolation(isolation)
+        self._closed = False
+        _remove_stale_boxes()
+        self._box = Path(tempfile.mkdtemp(prefix=f"{_PREFIX}{os.getpid()}-"))
+        # The inbox holds the worker script and the contexts; read-only to the worker under bwrap.
+        self._inbox = self._box / "in"
+        self._inbox.mkdir()
+        self._own_dir = work_dir is None
+        self.work_dir = Path(work_dir).resolve() if work_dir is not None else self._box / "work"
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        worker = self._inbox / "_rlm_worker.py"
+        shutil.copyfile(WORKER_SOURCE, worker)
+        python = python or sys.executable
+        argv = [python, "-s", "-u", str(worker)]
         if self.isolation == "bwrap":
-            argv = _bwrap_argv(self.work_dir, python) + argv
+            argv = _bwrap_argv(self.work_dir, self._inbox, python, ro_paths, tmpfs_mb) + argv
+        self._cgroup = _PidsCgroup.create(max_processes) if max_processes and os.geteuid() == 0 else None
+        nproc = _user_tasks() + max_processes if max_processes and os.geteuid() != 0 else None
         try:
             self._proc = subprocess.Popen(
                 argv,
@@ -106,12 +164,12 @@ class LocalTransport(Transport):
                 stderr=subprocess.PIPE,
                 cwd=self.work_dir,
                 env=scrubbed_env({"HOME": str(self.work_dir), "TMPDIR": str(self.work_dir)}),
-                preexec_fn=lambda: _limits(memory_mb),
+                preexec_fn=functools.partial(_limits, memory_mb, nproc, self._cgroup),
             )
-        except OSError as exc:
+        except (OSError, subprocess.SubprocessError) as exc:
+            self._release()
             raise SandboxError(f"could not start the local worker with {python}: {exc}") from exc
         self._reader = _LineReader(self._proc)
-        self._closed = False
 
     def send(self, line: str) -> None:
         assert self._proc.stdin is not None
@@ -142,6 +200,8 @@ class LocalTransport(Transport):
                 reason = f"killed by {signal.Signals(-code).name}"
             except ValueError:
                 pass
+        elif code == 128 + signal.SIGKILL and self.isolation == "bwrap":
+            reason = "killed by SIGKILL"  # bubblewrap reports its child's signal as 128 + n
         tail = "".join(self._reader.err_tail).strip()[-1500:]
         return f"the sandbox worker died ({reason})" + (f"; its last output:\n{tail}" if tail else "")
 
@@ -152,14 +212,18 @@ class LocalTransport(Transport):
         return "".join(self._reader.err_tail)
 
     def put_file(self, local_path: Path, name: str) -> str:
-        # The worker runs on this machine: it reads the file where it is, unless bubblewrap
-        # hides the host's files, in which case it gets a hard link or copy in its work dir.
+        # Without isolation the worker reads the file where it is. Under bubblewrap the host's
+        # files are hidden: it gets a hard link (free for a large context) or a copy in the
+        # read-only inbox, so a cell can neither read other files nor change this one.
         if self.isolation != "bwrap":
             return str(Path(local_path).resolve())
-        target = self.work_dir / name
+        if Path(name).name != name or name in ("", ".", "..", "_rlm_worker.py"):
+            raise SandboxError(f"invalid sandbox file name {name!r}")
+        target = self._inbox / name
+        target.unlink(missing_ok=True)
         try:
             os.link(local_path, target)
-        except OSError:
+        except OSError:  # another filesystem, or linking not allowed
             shutil.copyfile(local_path, target)
         return str(target)
 
@@ -175,52 +239,263 @@ class LocalTransport(Transport):
             self._proc.wait(timeout=5)
         except subprocess.TimeoutExpired:  # pragma: no cover - a process that ignores SIGKILL
             pass
-        for stream in (self._proc.stdin, self._proc.stdout, self._proc.stderr):
-            try:
-                if stream:
-                    stream.close()
-            except OSError:
-                pass
+        try:
+            if self._proc.stdin:
+                self._proc.stdin.close()
+        except OSError:
+            pass
+        self._release()
+
+    def _release(self) -> None:
+        # Children that left the worker's process group (setsid) are still in its cgroup.
+        if self._cgroup is not None:
+            self._cgroup.release()
         if self._own_dir:
             shutil.rmtree(self.work_dir, ignore_errors=True)
+        shutil.rmtree(self._box, ignore_errors=True)
 
 
-def _bwrap_works() -> bool:
+def _limits(memory_mb: int | None, nproc: int | None, cgroup: _PidsCgroup | None) -> None:
+    """Runs in the child before exec: own process group, rlimits, the pids cgroup.
+
+    Not PR_SET_PDEATHSIG: it fires when the *thread* that started the worker ends, and graph
+    nodes run on pool threads that come and go. The worker watches its parent itself, and
+    under bubblewrap ``--die-with-parent`` ends the sandbox with the host.
+    """
+    os.setsid()
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    if memory_mb:
+        limit = memory_mb * 1024 * 1024
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    if nproc:
+        resource.setrlimit(resource.RLIMIT_NPROC, (nproc, nproc))
+    if cgroup is not None:
+        cgroup.enter()
+
+
+# -- bubblewrap -------------------------------------------------------------------------------
+
+_WARNED = False
+
+
+def _resolve_isolation(isolation: str) -> str:
+    """The isolation a transport gets: "bwrap" or "none"; warns once when "auto" must fall back."""
+    global _WARNED
+    if isolation == "none":
+        return "none"
+    ok, why = bwrap_status()
+    if ok:
+        return "bwrap"
+    if isolation == "bwrap":
+        raise SandboxError(f"isolation='bwrap' was asked for but {why} (Debian/Ubuntu: apt-get install bubblewrap)")
+    if not _WARNED:
+        _WARNED = True
+        warnings.warn(
+            f"rlm-graph: {why}, so the local sandbox runs WITHOUT isolation: code the model writes can "
+            "read your files and reach the network. Install bubblewrap (apt-get install bubblewrap) "
+            "or use sandbox='docker'; pass isolation='none' to silence this note.",
+            RuntimeWarning,
+            stacklevel=4,
+        )
+    return "none"
+
+
+@functools.lru_cache(maxsize=1)
+def bwrap_status() -> tuple[bool, str]:
+    """Whether bubblewrap can run a sandbox here (probed once per process), and why not."""
     exe = shutil.which("bwrap")
     if not exe:
-        return False
+        return False, "bubblewrap (bwrap) is not installed"
+    with tempfile.TemporaryDirectory(prefix="rlm-bwrap-probe-") as tmp:
+        argv = _bwrap_argv(Path(tmp), Path(tmp), sys.executable, ()) + ["true"]
+        try:
+            proc = subprocess.run(argv, timeout=15, capture_output=True, text=True)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            return False, f"bubblewrap cannot run here ({exc})"
+    if proc.returncode != 0:
+        return False, f"bubblewrap cannot run here ({proc.stderr.strip()[-300:] or f'exit code {proc.returncode}'})"
+    return True, "bubblewrap works"
+
+
+@functools.lru_cache(maxsize=1)
+def _bwrap_supports(flag: str) -> bool:
     try:
-        return subprocess.run([exe, "--unshare-all", "--ro-bind", "/", "/", "true"], timeout=10, capture_output=True).returncode == 0
+        return flag in subprocess.run(["bwrap", "--help"], capture_output=True, text=True, timeout=10).stdout
     except (OSError, subprocess.TimeoutExpired):
         return False
 
 
-_BWRAP_OK: bool | None = None
+@functools.lru_cache(maxsize=8)
+def _python_roots(python: str) -> tuple[str, ...]:
+    """Host folders a Python needs to run and import its packages: its prefixes and venv."""
+    if os.path.realpath(python) == os.path.realpath(sys.executable):
+        roots = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}
+    else:
+        code = "import sys; print(sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix, sep='\\n')"
+        try:
+            out = subprocess.run([python, "-s", "-c", code], capture_output=True, text=True, timeout=30).stdout
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise SandboxError(f"cannot run the worker's Python {python}: {exc}") from exc
+        roots = set(out.split())
+    roots.add(str(Path(python).resolve().parent.parent))
+    # A venv's python is a link into the base installation: both must be visible.
+    return tuple(sorted({os.path.realpath(r) for r in roots if r}))
 
 
-def _resolve_isolation(isolation: str) -> str:
-    global _BWRAP_OK
-    if isolation == "none":
-        return "none"
-    if _BWRAP_OK is None:
-        _BWRAP_OK = _bwrap_works()
-    if _BWRAP_OK:
-        return "bwrap"
-    if isolation == "bwrap":
-        raise SandboxError("isolation='bwrap' was asked for but bubblewrap is not installed or cannot run here (apt-get install bubblewrap)")
-    print("rlm-graph: bubblewrap not available; the local sandbox runs without isolation (isolation='none' hides this note)", file=sys.stderr)
-    return "none"
-
-
-def _bwrap_argv(work_dir: Path, python: str) -> list[str]:
-    argv = ["bwrap", "--unshare-all", "--die-with-parent", "--new-session"]
-    for path in ("/usr", "/bin", "/lib", "/lib64", "/etc"):
-        if os.path.exists(path):
+def _bwrap_argv(
+    work_dir: Path, inbox: Path, python: str, ro_paths: Sequence[str | os.PathLike[str]], tmpfs_mb: int = 256
+) -> list[str]:
+    """The bubblewrap command line that precedes the worker's own."""
+    argv = ["bwrap", "--unshare-all", "--unshare-user", "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID)]
+    if _bwrap_supports("--disable-userns"):
+        argv.append("--disable-userns")
+    argv += ["--die-with-parent", "--new-session", "--hostname", "sandbox"]
+    # tmpfs lives in RAM outside any rlimit: size it, and make the rest of /dev read-only.
+    size = ["--size", str(tmpfs_mb * 1024 * 1024)] if _bwrap_supports("--size") else []
+    argv += ["--proc", "/proc", "--dev", "/dev", *size, "--tmpfs", "/dev/shm", "--remount-ro", "/dev"]
+    argv += [*size, "--tmpfs", "/tmp"]
+    argv += ["--ro-bind", "/usr", "/usr"]
+    for name in ("bin", "sbin", "lib", "lib32", "lib64", "libx32"):
+        path = f"/{name}"
+        if os.path.islink(path):  # merged /usr: keep the link
+            argv += ["--symlink", os.readlink(path), path]
+        elif os.path.isdir(path):
             argv += ["--ro-bind", path, path]
-    prefix = Path(sys.prefix).resolve()
-    base = Path(sys.base_prefix).resolve()
-    for path in {prefix, base, Path(python).resolve().parent.parent}:
-        if not str(path).startswith(("/usr", "/bin", "/lib")):
-            argv += ["--ro-bind", str(path), str(path)]
-    argv += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--bind", str(work_dir), str(work_dir), "--chdir", str(work_dir)]
+    for name in _ETC_KEEP:
+        argv += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
+    system = ("/usr/", "/bin/", "/lib/", "/lib64/")
+    for root in (*_python_roots(python), *(os.path.realpath(p) for p in ro_paths)):
+        if not (root + "/").startswith(system):
+            argv += ["--ro-bind", root, root]
+    argv += ["--ro-bind", str(inbox), str(inbox), "--bind", str(work_dir), str(work_dir)]
+    # The root bwrap builds is a tmpfs: read-only too, so /tmp and the work dir are the only scratch.
+    argv += ["--remount-ro", "/", "--chdir", str(work_dir)]
     return argv
+
+
+#: Prefix of the private folders and cgroups, followed by the host's pid: "rlm-sbx-<pid>-...".
+_PREFIX = "rlm-sbx-"
+_BOXES_SWEPT = False
+
+
+def _owner_gone(name: str) -> bool:
+    """True for a folder or cgroup named by a host process that no longer exists."""
+    owner = name[len(_PREFIX) :].split("-", 1)[0]
+    return owner.isdigit() and not Path(f"/proc/{owner}").exists()
+
+
+def _remove_stale_boxes() -> None:
+    """Once per process: remove the private folders of hosts that died without closing them."""
+    global _BOXES_SWEPT
+    if _BOXES_SWEPT:
+        return
+    _BOXES_SWEPT = True
+    for path in Path(tempfile.gettempdir()).glob(f"{_PREFIX}*-*"):
+        if _owner_gone(path.name):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+# -- process caps -----------------------------------------------------------------------------
+
+_COUNTER = itertools.count()
+
+
+class _PidsCgroup:
+    """A pids cgroup that caps the worker's process tree (cgroup v1, or v2 with pids delegated)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    @classmethod
+    def create(cls, limit: int) -> _PidsCgroup | None:
+        base = _pids_hierarchy()
+        if base is None:
+            return None
+        _remove_stale(base)
+        path = base / f"{_PREFIX}{os.getpid()}-{next(_COUNTER)}"
+        try:
+            path.mkdir()
+            (path / "pids.max").write_text(f"{limit}\n")
+        except OSError:
+            try:
+                path.rmdir()
+            except OSError:
+                pass
+            return None
+        return cls(path)
+
+    def enter(self) -> None:
+        """Move the calling process in (runs in the child before exec)."""
+        try:
+            with open(self.path / "cgroup.procs", "w") as f:
+                f.write("0")
+        except OSError:
+            pass  # the sandbox still starts; only its process cap is missing
+
+    def release(self) -> None:
+        """Kill whatever is left in the group and remove it."""
+        deadline = time.monotonic() + 5
+        while True:
+            try:
+                pids = [int(p) for p in (self.path / "cgroup.procs").read_text().split()]
+            except (OSError, ValueError):
+                pids = []
+            for pid in pids:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except OSError:
+                    pass
+            try:
+                self.path.rmdir()
+                return
+            except FileNotFoundError:
+                return
+            except OSError:
+                if time.monotonic() > deadline:
+                    return  # left for _remove_stale to collect next time
+                time.sleep(0.02)
+
+
+def _pids_hierarchy() -> Path | None:
+    """The writable cgroup folder new pids cgroups go in, if this host has one."""
+    try:
+        lines = Path("/proc/self/cgroup").read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        _, controllers, rel = line.split(":", 2)
+        if "pids" in controllers.split(","):
+            base = Path("/sys/fs/cgroup/pids") / rel.lstrip("/")
+            return base if os.access(base, os.W_OK) else None
+    for line in lines:
+        if line.startswith("0::"):
+            base = Path("/sys/fs/cgroup") / line[3:].lstrip("/")
+            try:
+                delegated = "pids" in (base / "cgroup.subtree_control").read_text().split()
+            except OSError:
+                return None
+            return base if delegated and os.access(base, os.W_OK) else None
+    return None
+
+
+def _remove_stale(base: Path) -> None:
+    """Remove groups left by hosts that were killed (their processes died with them)."""
+    for path in base.glob(f"{_PREFIX}*-*"):
+        if _owner_gone(path.name):
+            try:
+                path.rmdir()
+            except OSError:
+                pass
+
+
+def _user_tasks() -> int:
+    """Processes and threads the real user runs now: what RLIMIT_NPROC counts."""
+    uid, count = os.getuid(), 0
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                if entry.stat().st_uid == uid:
+                    count += len(os.listdir(f"/proc/{entry.name}/task"))
+            except OSError:
+                pass
+    return count

@@ -169,7 +169,7 @@
   function parseLog(text, name) {
     const trimmed = text.trim();
     // a whole trajectory object: the reference's completion.metadata ({run_metadata, iterations})
-    if (trimmed.startsWith("{") && !trimmed.includes("\n")) {
+    if (trimmed.startsWith("{")) {
       try {
         const obj = JSON.parse(trimmed);
         if (obj && Array.isArray(obj.iterations)) return normRun(obj.run_metadata || {}, obj.iterations, null, { name, skipped: 0 });
@@ -304,7 +304,7 @@
   }
 
   // ---------------------------------------------------------------- rendering: summary
-  const state = { run: null, selected: 0 };
+  const state = { run: null, selected: 0, served: null };
 
   function card(id, label, value, sub) {
     return el("div", { class: "card" + (id === "answer" ? " answer" : ""), "data-testid": "stat-" + id },
@@ -471,7 +471,7 @@
         el("span", { class: "chip", text: plural(run.iterations.length, "iteration") }), " ",
         el("span", { class: "chip", text: fmtInt(tokensOf(call.usage)) + " tokens" }), " ",
         answer != null ? el("span", { class: "chip green", text: "answer " + JSON.stringify(oneLine(answer, 60)) }) : null),
-      run.meta.partial ? el("div", { class: "note", text: "Only this child's iteration count, tokens and answer were in the stream (its replies and cells were not)." }) : null,
+      run.meta.partial ? el("div", { class: "note", text: "This child's replies were not in the run's stream, so only its counts, cells and answer are shown." }) : null,
       run.iterations.map((it) => {
         const tok = iterTokens(it);
         return el("details", { class: "child-iter", "data-testid": "child-iteration" },
@@ -577,14 +577,20 @@
 
   async function openFile(file) {
     if (!file) return;
+    state.served = null;
+    $("reload").hidden = true;
     openText(await file.text(), file.name, file.name + " (local file)");
   }
 
-  async function openServed(name) {
+  async function openServed(name, keepSelection) {
     try {
       const res = await fetch("api/log?name=" + encodeURIComponent(name));
       if (!res.ok) throw new Error((await res.json()).error || res.statusText);
+      const selected = state.selected;
       openText(await res.text(), name);
+      state.served = name;
+      $("reload").hidden = false;
+      if (keepSelection && state.run) select(selected);
       const sel = $("log-select");
       if (sel.value !== name) sel.value = name;
       history.replaceState(null, "", "?log=" + encodeURIComponent(name));
@@ -612,6 +618,7 @@
 
   function wire() {
     $("log-select").addEventListener("change", (e) => openServed(e.target.value));
+    $("reload").addEventListener("click", () => { if (state.served) openServed(state.served, true); });
     $("file-input").addEventListener("change", (e) => { openFile(e.target.files[0]); e.target.value = ""; });
     let depth = 0;
     const drop = $("drop");

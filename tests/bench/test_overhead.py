@@ -11,15 +11,8 @@ import pytest
 
 from rlm_graph.bench import jobs
 from rlm_graph.bench.loopback import Request
-from rlm_graph.bench.overhead import (
-    OverheadConfig,
-    _max_in_flight,
-    context_file,
-    final_cell,
-    loop_script,
-    run_overhead,
-    summarize,
-)
+from rlm_graph.bench.overhead import OverheadConfig, run_overhead, summarize
+from rlm_graph.bench.scenarios import _max_in_flight, context_file, final_cell, loop_script
 
 HAVE_RLMS = jobs.installed_rlms(jobs.DEFAULT_RLMS_VENV) == jobs.RLMS_VERSION
 

@@ -9,7 +9,7 @@ import argparse
 import json
 import sys
 
-from rlm_graph import RLM
+from rlm_graph import RLM, RunNotFoundError
 
 
 def main() -> None:
@@ -23,9 +23,14 @@ def main() -> None:
     p.add_argument("--query", default="q")
     p.add_argument("--cell-timeout", type=float, default=60)
     a = p.parse_args()
-    rlm = RLM("scripted", base_url=a.base_url, work_dir=a.work_dir, checkpointer=a.checkpoint, max_retries=0, cell_timeout=a.cell_timeout, max_concurrency=4)
+    # isolation none: the test's cells write a marker file outside the sandbox's work dir
+    rlm = RLM("scripted", base_url=a.base_url, work_dir=a.work_dir, checkpointer=a.checkpoint, max_retries=0,
+              cell_timeout=a.cell_timeout, max_concurrency=4, sandbox_options={"isolation": "none"})
     if a.resume:
-        result = rlm.resume(a.thread_id)
+        try:
+            result = rlm.resume(a.thread_id)
+        except RunNotFoundError:  # killed before its first checkpoint: nothing to resume, start it
+            result = rlm.completion(a.context or "one two three four five", a.query, thread_id=a.thread_id)
     else:
         result = rlm.completion(a.context or "one two three four five", a.query, thread_id=a.thread_id)
     json.dump(result.to_dict(), sys.stdout)

@@ -78,6 +78,25 @@ class Harness:
         """Each request whose reply was written, keyed by (role, prompt, conversation length)."""
         return Counter((r["role"], r["prompt"], r["n_messages"]) for r in self.server.requests if r["status"] == 200 and r.get("delivered"))
 
+    def saved(self, checkpoint: str | None = None) -> tuple[int, set[str]]:
+        """What the checkpoint holds now: root turns saved, and the sub-call prompts whose answers are saved."""
+        from rlm_graph import RLM
+
+        rlm = RLM("scripted", base_url=self.server.base_url, work_dir=str(self.tmp / "work"), checkpointer=checkpoint)
+        values = rlm.graph.get_state({"configurable": {"thread_id": "t1"}}).values or {}
+        turns = sum(1 for m in values.get("messages") or [] if m["role"] == "assistant")
+        prompts = {p for c in values.get("cells") or [] for r in c.get("requests") or [] for p in r.get("prompts") or []}
+        prompts |= {a["text"][4:] for a in (values.get("answers") or {}).values() if a.get("text", "").startswith("ans ")}
+        return turns, prompts
+
+    def repeated_after_save(self, saved: tuple[int, set[str]]) -> dict[str, int]:
+        """Calls made again although their answer had been saved: the thing that must never happen."""
+        turns, prompts = saved
+        counts = Counter(
+            (r["role"], r["prompt"] if r["role"] == "sub" else r["turn"]) for r in self.server.requests if r["status"] == 200
+        )
+        return {str(k): n for k, n in counts.items() if n > 1 and ((k[0] == "sub" and k[1] in prompts) or (k[0] == "root" and k[1] < turns))}
+
     def close(self) -> None:
         self.server.stop()
 

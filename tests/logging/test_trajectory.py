@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
+from rlm_graph.graph.settings import RLMContext
 from rlm_graph.graph.state import add_usage, total_tokens
 from rlm_graph.logging import RunObserver, TrajectoryWriter, read_trajectory
-from rlm_graph.graph.settings import RLMContext
 from tests.conftest import repl
 
 #: What a reader built for the reference ``rlms`` logger expects of every non-metadata line.
@@ -59,8 +59,8 @@ def all_calls(iterations: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def child_stream_is_complete(call: dict[str, Any]) -> None:
     if call["metadata"]["run_metadata"].get("partial"):
         pytest.xfail(
-            "the child RLM's replies and cells are not in the stream: rlm_graph/nodes/sub_call.py invokes it with its "
-            "output schema as output_keys (see docs/observability.md, 'Wiring')"
+            "the child RLM's replies are not in the stream: rlm_graph/nodes/sub_call.py invokes it with its output "
+            "schema as output_keys (see docs/observability.md, 'Wiring')"
         )
 
 
@@ -144,10 +144,10 @@ def test_round_trip_holds_the_whole_tree(rlm_for: Any, tmp_path: Path) -> None:
     assert res["final_answer"] == "10" and res["iterations"] == 3 and res["thread_id"] == result.thread_id
     assert res["total_tokens"] == total_tokens(result.usage)
 
-    # the child's replies and cells, when the graph streams them
+    # the child's cells, and its replies and prompts when the graph streams them
+    assert nested[0]["code_blocks"][0]["result"]["stdout"] == "child saw 4\n"
     child_stream_is_complete(child)
     assert nested[0]["response"].startswith("```repl")
-    assert nested[0]["code_blocks"][0]["result"]["stdout"] == "child saw 4\n"
     assert "Question: child task" in nested[0]["prompt"][1]["content"]
 
 
@@ -170,13 +170,14 @@ def test_grandchildren_nest_two_levels_down(rlm_for: Any, tmp_path: Path) -> Non
     assert result.answer == "deep"
     (call,) = log["iterations"][0]["code_blocks"][0]["result"]["rlm_calls"]
     assert call["metadata"]["run_metadata"]["depth"] == 1
-    child_stream_is_complete(call)
     assert result.subcalls == len(all_calls(log["iterations"])) == 2
     (grand,) = call["metadata"]["iterations"][0]["code_blocks"][0]["result"]["rlm_calls"]
     assert grand["prompt"] == "level two" and grand["response"] == "deep" and grand["depth"] == 2
     deepest = grand["metadata"]["iterations"]
     assert [it["depth"] for it in deepest] == [2, 2] and len(deepest[0]["namespace"]) == 2
     assert deepest[0]["code_blocks"][0]["result"]["stdout"] == "deepest\n"
+    child_stream_is_complete(call)
+    assert deepest[0]["response"] == "```repl\nprint('deepest')\n```"
 
 
 def test_parallel_children_each_get_their_own_iterations(rlm_for: Any, tmp_path: Path) -> None:
@@ -191,14 +192,15 @@ def test_parallel_children_each_get_their_own_iterations(rlm_for: Any, tmp_path:
     assert [c["response"] for c in calls] == ["a", "b", "c"]
     assert [c["metadata"]["iterations"][-1]["final_answer"] for c in calls] == ["a", "b", "c"]
     assert len({c["metadata"]["run_metadata"]["run_id"] for c in calls}) == 3
-    child_stream_is_complete(calls[0])
     assert [c["metadata"]["iterations"][0]["code_blocks"][0]["result"]["stdout"] for c in calls] == ["in A\n", "in B\n", "in C\n"]
+    child_stream_is_complete(calls[0])
+    assert [c["metadata"]["iterations"][1]["response"] for c in calls] == ['FINAL("a")', 'FINAL("b")', 'FINAL("c")']
 
 
 def test_sizes_grow_linearly_with_iterations(rlm_for: Any, tmp_path: Path) -> None:
     n = 12
     script = [repl(f"print('MARK{k:02d}' + 'x' * 400)") for k in range(n - 1)] + ['FINAL("done")']
-    _, log, records = run_log(rlm_for, tmp_path, script)
+    _, _, records = run_log(rlm_for, tmp_path, script)
     iterations = [r for r in records if r["type"] == "iteration"]
     assert len(iterations) == n
     sizes = [len(json.dumps(r)) for r in iterations]

@@ -1,15 +1,13 @@
 """DockerTransport against a real engine, driven through SandboxSession.
 
-The session fixture runs scripts/docker-setup.sh (installs docker.io, starts dockerd, builds the
-image as needed); the tests skip only when that script says no engine can be started.
+The ``docker_engine`` fixture (in tests/sandboxes/conftest.py) runs scripts/docker-setup.sh, which
+installs docker.io, starts dockerd and builds the image as needed; the tests skip only when that
+script says no engine can be started.
 """
 
 from __future__ import annotations
 
-import os
 import socket
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -25,22 +23,6 @@ from rlm_graph.sandboxes.session import SandboxSession
 pytestmark = pytest.mark.docker
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="session")
-def docker_engine() -> None:
-    """A running engine with the sandbox image, or a skip that says why none can be had."""
-    proc = subprocess.run(
-        ["bash", str(ROOT / "scripts" / "docker-setup.sh")],
-        env={**os.environ, "PYTHON": sys.executable},
-        capture_output=True,
-        text=True,
-        timeout=280,
-    )
-    if proc.returncode == 2:
-        pytest.skip(f"no Docker engine can be started here: {proc.stderr.strip()}")
-    if proc.returncode != 0:
-        pytest.fail(f"scripts/docker-setup.sh failed with exit code {proc.returncode}:\n{proc.stderr}")
 
 
 @pytest.fixture

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import time
+import warnings
 from pathlib import Path
 
 import pytest
 
-from rlm_graph.errors import SandboxTimeout
-from rlm_graph.sandboxes.local import LocalTransport
+from rlm_graph.errors import SandboxError, SandboxTimeout
+from rlm_graph.sandboxes import local
+from rlm_graph.sandboxes.local import LocalTransport, bwrap_status
 from rlm_graph.sandboxes.protocol import CellResult, SubRequest
-from rlm_graph.sandboxes.session import Recorded, SandboxSession
+from rlm_graph.sandboxes.session import SandboxSession
 
 
 @pytest.fixture
@@ -32,6 +37,7 @@ def run(s: SandboxSession, cell: int, code: str) -> CellResult:
 
 def test_context_metadata_never_needs_the_content(session: SandboxSession) -> None:
     meta = session.context_meta
+    assert meta is not None
     assert meta["type"] == "str" and meta["length"] == 23 and meta["lines"] == 3
     assert meta["preview"].startswith("alpha 1")
 
@@ -163,3 +169,74 @@ def test_a_worker_never_outlives_its_session(tmp_path: Path) -> None:
     t.close()
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
+
+
+# -- isolation ----------------------------------------------------------------------------------
+
+needs_bwrap = pytest.mark.skipif(not bwrap_status()[0], reason=f"{bwrap_status()[1]} (scripts/ci-setup.sh installs it)")
+
+_HOST = """
+import sys, time
+from rlm_graph.sandboxes.local import LocalTransport
+from rlm_graph.sandboxes.protocol import encode
+t = LocalTransport(isolation=sys.argv[1])
+assert '"ready"' in t.receive(30)
+t.send(encode({"type": "exec", "cell": 0, "code": "while True: pass", "timeout": 0}))
+print(t._box, flush=True)
+time.sleep(60)
+"""
+
+
+def _processes_naming(marker: str) -> list[int]:
+    found = []
+    for entry in os.scandir("/proc"):
+        try:
+            if entry.name.isdigit() and marker.encode() in Path(entry.path, "cmdline").read_bytes():
+                found.append(int(entry.name))
+        except OSError:
+            pass
+    return found
+
+
+@pytest.mark.parametrize("isolation", ["none", pytest.param("bwrap", marks=needs_bwrap)])
+def test_the_worker_dies_with_its_host_even_mid_cell(isolation: str) -> None:
+    host = subprocess.Popen([sys.executable, "-c", _HOST, isolation], stdout=subprocess.PIPE, text=True)
+    try:
+        assert host.stdout is not None
+        box = host.stdout.readline().strip()
+        assert box and _processes_naming(box)
+    finally:
+        host.kill()  # SIGKILL: no cleanup code runs in the host
+        host.wait()
+    deadline = time.monotonic() + 5  # the worker checks on its parent every second
+    while _processes_naming(box) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _processes_naming(box) == []
+
+
+@needs_bwrap
+def test_bwrap_context_is_a_read_only_hard_link(tmp_path: Path) -> None:
+    ctx = tmp_path / "ctx.txt"
+    ctx.write_text("linked, not copied\n")
+    s = SandboxSession(lambda: LocalTransport(isolation="bwrap"), cell_timeout=5)
+    s.start()
+    s.load_context(ctx, "text")
+    out = run(s, 0, "import sys, os\np = sys.modules['__main__']._CONTEXT_SOURCE['path']\nos.stat(p).st_ino, context")
+    assert out.stdout == f"({ctx.stat().st_ino}, 'linked, not copied\\n')\n"
+    s.close()
+
+
+def test_auto_without_bubblewrap_falls_back_with_one_note(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(local, "bwrap_status", lambda: (False, "bubblewrap (bwrap) is not installed"))
+    monkeypatch.setattr(local, "_WARNED", False)
+    with pytest.warns(RuntimeWarning, match="WITHOUT isolation") as notes:
+        transports = [LocalTransport(), LocalTransport(isolation="auto")]
+    assert len(notes) == 1 and "isolation='none'" in str(notes[0].message)
+    assert [t.isolation for t in transports] == ["none", "none"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        transports.append(LocalTransport(isolation="none"))
+    with pytest.raises(SandboxError, match="apt-get install bubblewrap"):
+        LocalTransport(isolation="bwrap")
+    for t in transports:
+        t.close()

@@ -77,7 +77,7 @@ def test_lists_and_serves_logs_newest_first(serving: Any, tmp_path: Path) -> Non
     listing = json.loads(get(srv.url + "api/logs")[2])
     assert [row["name"] for row in listing["logs"]] == ["sub/new.jsonl", "old.jsonl"]
     assert listing["default"] == "sub/new.jsonl"
-    status, ctype, body = get(srv.url + "api/log?name=sub/new.jsonl")
+    status, _, body = get(srv.url + "api/log?name=sub/new.jsonl")
     assert status == 200 and b'"root_model": "m"' in body
 
 

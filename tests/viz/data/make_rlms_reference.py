@@ -20,8 +20,10 @@ from tests.scripted_server import ScriptedServer
 FENCE = "```"
 SCRIPT = [
     f"Let me look at the data first.\n{FENCE}repl\nwords = context.split()\nprint(len(words), words[:5])\n{FENCE}",
-    f"Now ask a helper and a sub-model.\n{FENCE}repl\nhalf = rlm_query('Count the words in: ' + ' '.join(words[:10]))\n"
-    f"kind = llm_query('Is this a list of numbers? ' + ' '.join(words[:5]))\nprint(half, kind)\n{FENCE}",
+    (
+        f"Now ask a helper and a sub-model.\n{FENCE}repl\nhalf = rlm_query('Count the words in: ' + ' '.join(words[:10]))\n"
+        f"kind = llm_query('Is this a list of numbers? ' + ' '.join(words[:5]))\nprint(half, kind)\n{FENCE}"
+    ),
     # the child RLM's two turns (its system prompt mentions the REPL too, so it reads this script)
     f"{FENCE}repl\nn = len(context.split())\nprint(n)\n{FENCE}",
     f"{FENCE}repl\nanswer['content'] = str(n)\nanswer['ready'] = True\n{FENCE}",

@@ -1,0 +1,157 @@
+"""Fixtures shared by the sandbox tests: a Docker engine, the fake envd, and every backend in turn.
+
+``backend`` is parametrized over the installed backends, module-scoped so that each module runs
+all its tests on one backend before starting the next (the fake envd's ports are fixed, so its
+tests must never overlap): ``local`` (isolation none), ``bwrap`` (the local backend under
+bubblewrap), ``docker`` (marked ``docker``) and ``e2b`` (the real E2B SDK against the fake envd).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from rlm_graph.sandboxes.base import Transport
+from rlm_graph.sandboxes.protocol import CellResult
+from rlm_graph.sandboxes.session import SandboxSession
+
+ROOT = Path(__file__).resolve().parents[2]
+
+#: Written at the end of the big context; a search must find it.
+NEEDLE = "NEEDLE-\u00e9-7f3a9c"
+BIG_CONTEXT_MB = 100
+#: The big context is this line, repeated (64 characters: 16384 lines a megabyte).
+BIG_CONTEXT_LINE = "the quick brown fox jumps over the lazy dog 0123456789 abcdefgh\n"
+
+
+@pytest.fixture(scope="session")
+def docker_engine() -> None:
+    """A running engine with the sandbox image, or a skip that says why none can be had."""
+    proc = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "docker-setup.sh")],
+        env={**os.environ, "PYTHON": sys.executable},
+        capture_output=True,
+        text=True,
+        timeout=280,
+    )
+    if proc.returncode == 2:
+        pytest.skip(f"no Docker engine can be started here: {proc.stderr.strip()}")
+    if proc.returncode != 0:
+        pytest.fail(f"scripts/docker-setup.sh failed with exit code {proc.returncode}:\n{proc.stderr}")
+
+
+@pytest.fixture(scope="module")
+def fake_envd() -> Iterator[Any]:
+    """The fake envd on its fixed ports, for one module at a time."""
+    from tests.sandboxes.fake_e2b import FakeEnvd
+
+    with FakeEnvd() as fake:
+        yield fake
+
+
+@dataclass(frozen=True)
+class Backend:
+    """One way to run the worker, as the contract and security tests see it."""
+
+    name: str  # "local", "bwrap", "docker" or "e2b"
+    make: Callable[..., Transport]  # transport options -> a started worker
+    isolated: bool  # network, filesystem and process isolation apply (checked by test_security)
+    why_not_isolated: str = ""
+
+
+_NOT_ISOLATED = {
+    "local": "isolation=none does not isolate: the worker is a plain subprocess of the host user",
+    "e2b": (
+        "the fake envd runs the worker as a plain host process; a real E2B sandbox is a separate VM, "
+        "which cannot be tested offline"
+    ),
+}
+
+
+@pytest.fixture(
+    scope="module",
+    params=["local", "bwrap", pytest.param("docker", marks=pytest.mark.docker), "e2b"],
+)
+def backend(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backend]:
+    """Each installed backend in turn; one that cannot run here is skipped with the reason."""
+    name = request.param
+    if name == "local":
+        from rlm_graph.sandboxes.local import LocalTransport
+
+        yield Backend(name, lambda **kw: LocalTransport(isolation="none", **kw), False, _NOT_ISOLATED[name])
+    elif name == "bwrap":
+        from rlm_graph.sandboxes.local import LocalTransport, bwrap_status
+
+        ok, why = bwrap_status()
+        if not ok:
+            pytest.skip(f"{why} (install bubblewrap: scripts/ci-setup.sh)")
+        yield Backend(name, lambda **kw: LocalTransport(isolation="bwrap", **kw), True)
+    elif name == "docker":
+        request.getfixturevalue("docker_engine")
+        from rlm_graph.sandboxes.docker import DockerTransport
+
+        yield Backend(name, lambda **kw: DockerTransport(**kw), True)
+    else:
+        pytest.importorskip("e2b")
+        request.getfixturevalue("fake_envd")
+        from rlm_graph.sandboxes.e2b import E2BTransport
+
+        root = tmp_path_factory.mktemp("e2b-sandboxes")
+        counter = itertools.count()
+        mp = pytest.MonkeyPatch()
+        mp.setenv("E2B_DEBUG", "true")  # the SDK talks to the fake envd on localhost
+        try:
+            yield Backend(
+                name,
+                lambda **kw: E2BTransport(work_dir=str(root / f"sbx{next(counter)}"), **kw),
+                False,
+                _NOT_ISOLATED[name],
+            )
+        finally:
+            mp.undo()
+
+
+@pytest.fixture
+def sandbox(backend: Backend) -> Iterator[Callable[..., SandboxSession]]:
+    """``sandbox(cell_timeout=..., max_output_chars=..., **transport_options)`` starts a session on
+    the current backend; all are closed after the test."""
+    sessions: list[SandboxSession] = []
+
+    def start(*, cell_timeout: float = 20.0, max_output_chars: int = 4000, **options: Any) -> SandboxSession:
+        session = SandboxSession(lambda: backend.make(**options), cell_timeout=cell_timeout, max_output_chars=max_output_chars)
+        sessions.append(session)
+        session.start()
+        return session
+
+    yield start
+    for session in sessions:
+        session.close()
+
+
+@pytest.fixture(scope="session")
+def big_context(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A text file of about 100 MB whose last line holds NEEDLE; readable by any user."""
+    path = tmp_path_factory.mktemp("big") / "big.txt"
+    block = BIG_CONTEXT_LINE * (1024 * 1024 // len(BIG_CONTEXT_LINE))
+    with open(path, "w", encoding="utf-8") as f:
+        for _ in range(BIG_CONTEXT_MB):
+            f.write(block)
+        f.write(NEEDLE + "\n")
+    path.chmod(0o644)
+    yield path
+    path.unlink(missing_ok=True)
+
+
+def run(session: SandboxSession, cell: int, code: str) -> CellResult:
+    """Run a cell that makes no sub-calls."""
+    out = session.step(cell, code)
+    assert isinstance(out, CellResult), out
+    return out
