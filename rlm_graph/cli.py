@@ -79,6 +79,23 @@ def build_parser() -> argparse.ArgumentParser:
     runs.add_argument("--work-dir", default=".rlm")
     runs.add_argument("--json", action="store_true")
 
+    compare = sub.add_parser("compare", help="the same question through one plain LLM call and through the RLM, side by side")
+    compare.add_argument("--context", required=True, help="a text, JSON, JSONL or CSV file")
+    compare.add_argument("--query", required=True, help="the question")
+    compare.add_argument("--expected", help="the right answer, to mark each side correct or not")
+    compare.add_argument("--window-chars", type=int, default=24000, help="context characters the plain call may see (default 24000)")
+    _add_run_flags(compare)
+
+    viz = sub.add_parser("viz", help="open trajectory logs in a local web viewer")
+    viz.add_argument("target", nargs="?", help="a .jsonl log or a directory of them (default ./logs)")
+    viz.add_argument("--port", type=int, default=3001)
+    viz.add_argument("--host", default="127.0.0.1")
+    viz.add_argument("--open", action="store_true", help="open the page in a browser")
+
+    from rlm_graph.bench.cli import register as register_bench
+
+    register_bench(sub)
+
     models = sub.add_parser("models", help="the embedded local model servers: status, start, stop")
     models.add_argument("action", choices=["status", "start", "stop"])
     models.add_argument("--role", choices=["root", "sub"], help="only this server (default: both)")
@@ -237,8 +254,28 @@ def cmd_models(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    from rlm_graph.compare import compare, format_table
+    from rlm_graph.contexts import check_file
+
+    context = check_file(args.context)
+    result = compare(context, args.query, rlm=make_rlm(args), expected=args.expected, window_chars=args.window_chars)
+    if args.json:
+        print(json.dumps(result.to_dict(), ensure_ascii=False, default=str))
+    else:
+        print(format_table(result))
+    return EXIT_OK
+
+
+def cmd_viz(args: argparse.Namespace) -> int:
+    from rlm_graph.viz import serve
+
+    serve(args.target, port=args.port, host=args.host, open_browser=args.open)
+    return EXIT_OK
+
+
 _CURRENT: dict[str, Any] = {}
-_COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {"run": cmd_run, "resume": cmd_resume, "runs": cmd_runs, "models": cmd_models}
+_COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {"run": cmd_run, "resume": cmd_resume, "runs": cmd_runs, "models": cmd_models, "compare": cmd_compare, "viz": cmd_viz}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -113,3 +113,26 @@ def test_a_server_failing_midway_leaves_a_resumable_run(scripted: Any, tmp_path:
 def test_missing_required_flags_is_a_usage_error() -> None:
     out = cli("run", "--query", "q")
     assert out.returncode == 2 and "--context" in out.stderr
+
+
+def test_compare_prints_both_sides(scripted: Any, tmp_path: Path) -> None:
+    ctx = tmp_path / "nums.txt"
+    ctx.write_text("\n".join(str(i) for i in range(1, 201)))
+
+    def root(messages: list[dict[str, Any]]) -> Any:
+        if messages[0]["role"] != "system" or "REPL" not in messages[0]["content"]:
+            return "I think it is 20000"
+        turn = sum(m["role"] == "assistant" for m in messages)
+        return [repl("s = sum(int(x) for x in context.split())\nprint(s)"), "FINAL(s)"][min(turn, 1)]
+
+    srv = scripted(root, sub=lambda p: "I think it is 20000")
+    out = cli("compare", "--context", str(ctx), "--query", "What is the sum?", "--expected", "20100", "--base-url", srv.base_url, "--model", "m", "--json")
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert data["rlm"]["answer"] == "20100" and data["rlm"]["correct"] is True
+    assert data["plain"]["correct"] is False
+
+
+def test_viz_with_a_missing_log_is_one_line(tmp_path: Path) -> None:
+    out = cli("viz", str(tmp_path / "missing.jsonl"), "--port", "0")
+    assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1 and "Traceback" not in out.stderr
