@@ -163,8 +163,9 @@ def bench_backend(name: str, *, starts: int, cells: int, sizes_mb: list[int], me
         session.start()
         try:
             row.update({f"idle_{k}": v for k, v in _memory_mb(_worker_pid(session.transport)).items()})
+            row["worker_python"] = _cell(session, 0, "import sys\nprint(sys.executable, sys.version.split()[0])").stdout.strip()
             trips = []
-            for i in range(cells):
+            for i in range(1, cells + 1):
                 t0 = time.perf_counter()
                 _cell(session, i, "1")
                 trips.append(time.perf_counter() - t0)
@@ -241,6 +242,9 @@ def main(argv: list[str] | None = None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(_table(rows, sizes))
+    for row in rows:
+        if row.get("worker_python"):
+            print(f"- {row['backend']}: the worker runs {row['worker_python']}")
     print(f"\nwritten: {args.out}", file=sys.stderr)
     return 0
 

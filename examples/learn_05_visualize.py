@@ -1,9 +1,10 @@
 """Learning path, phase 5: watch a run in the trajectory viewer.
 
-A multi-step run over a CSV file (loaded inside the sandbox as a list of row dicts, never into a
-prompt) writes its trajectory to ./logs. The script prints where the log is and the command that
-opens it in the web viewer, where each iteration shows the model's reply, the code, its output
-and any sub-calls. Run:
+A multi-step run over a JSON file writes its trajectory to ./logs. The file is loaded inside the
+sandbox, never into a prompt: the model sees only its top-level keys, so it looks inside first,
+then computes, then answers. The script prints where the log is and the command that opens it in
+the web viewer, where each iteration shows the model's reply, the code, its output and any
+sub-calls. Run:
 
     python examples/learn_05_visualize.py
     rlm-graph viz logs/
@@ -11,45 +12,32 @@ and any sub-calls. Run:
 
 from __future__ import annotations
 
-import csv
+import json
 import random
-from collections import defaultdict
 from pathlib import Path
 
 from _common import banner, log_file, make_rlm, report, run_or_explain
 
 DEPARTMENTS = ["Sales", "Support", "Research", "Legal", "Design"]
-QUESTION = (
-    "Which department has the highest total salary? `context` is a list of rows (dicts with the keys "
-    "department and salary). First add up the salary of each department's rows with code and print the "
-    "totals. When you have seen the printed totals, answer with FINAL and the department name."
-)
+QUESTION = "What is the total salary of the people in the Research department? Answer with the number."
 
 
 def write_staff(path: Path, seed: int = 5) -> str:
-    """A staff CSV of 40 rows; the department with the most people is not the one paid the most in total."""
+    """A staff export of 40 people in five departments; returns the Research department's total salary."""
     rng = random.Random(seed)
-    rows = []
+    staff = []
     for i in range(40):
         dept = "Support" if i < 12 else rng.choice(DEPARTMENTS)
         salary = rng.randint(20, 28) * 1000 if dept == "Support" else rng.randint(40, 95) * 1000
-        rows.append({"employee_id": 100 + i, "name": f"emp{100 + i}", "department": dept, "salary": salary})
-    rng.shuffle(rows)
+        staff.append({"employee_id": 100 + i, "name": f"emp{100 + i}", "department": dept, "salary": salary})
+    rng.shuffle(staff)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    totals: dict[str, int] = defaultdict(int)
-    for r in rows:
-        totals[r["department"]] += r["salary"]
-    ranked = sorted(totals, key=totals.get, reverse=True)  # type: ignore[arg-type]
-    assert totals[ranked[0]] > totals[ranked[1]] and ranked[0] != "Support"
-    return ranked[0]
+    path.write_text(json.dumps({"company": "Acme", "exported": "2026-03-31", "staff": staff}, indent=1))
+    return str(sum(person["salary"] for person in staff if person["department"] == "Research"))
 
 
 def main() -> None:
-    data = Path(".rlm") / "learn_05_staff.csv"
+    data = Path(".rlm") / "learn_05_staff.json"
     expected = write_staff(data)
     # answer_check=False: on the embedded 1.5B model the answer-form check rejects right answers
     # (see LEARNING.md, "Troubleshooting").

@@ -18,6 +18,7 @@ from rlm_graph.checkpoints import open_checkpointer
 from rlm_graph.contexts import check_file, format_for, looks_like_path, write_value
 from rlm_graph.errors import ConfigurationError, RunNotFoundError
 from rlm_graph.graph.builder import build_graph
+from rlm_graph.graph.runtime import trace_config
 from rlm_graph.graph.settings import Limits, RLMContext
 from rlm_graph.models import resolve_model
 from rlm_graph.nodes.recurse import EXECUTOR_THREADS
@@ -179,6 +180,7 @@ class RLM:
             "configurable": {"thread_id": thread_id},
             "max_concurrency": EXECUTOR_THREADS,  # threads; sub-calls in flight are capped per run
             "recursion_limit": 100_000,
+            **trace_config(0),
         }
 
     def completion(self, context: Any, root_prompt: str | None = None, *, thread_id: str | None = None) -> RLMResult:
@@ -252,7 +254,6 @@ class RLM:
                         interrupt_value = event["update"]
                     elif event["node"] == "__values__":
                         last = event["update"]
-                        continue
                     observer.on_event(event)
                 if interrupt_value is None:
                     break

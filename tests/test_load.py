@@ -13,7 +13,7 @@ import pytest
 
 from rlm_graph import RLM
 from tests.conftest import repl
-from tests.durable.test_kill_resume import _postgres_url
+from tests.durable.test_kill_resume import _postgres_url, forget_threads
 
 
 def _count_words(messages: list[dict[str, Any]]) -> str:
@@ -67,14 +67,7 @@ def test_four_processes_share_one_postgres_database(scripted: Any, tmp_path: Pat
     url = _postgres_url()
     if url is None:
         pytest.skip("no PostgreSQL server reachable at 127.0.0.1:5432 (set RLM_GRAPH_TEST_POSTGRES)")
-    import psycopg
-
-    with psycopg.connect(url, autocommit=True) as conn:
-        for table in ("checkpoints", "checkpoint_writes", "checkpoint_blobs"):
-            try:
-                conn.execute(f"DELETE FROM {table} WHERE thread_id LIKE 'proc-%'")
-            except psycopg.errors.UndefinedTable:
-                pass
+    forget_threads(url, "proc-%")
     srv = scripted(_count_words)
     results = _processes(srv, tmp_path / "work", url)
     assert [r["answer"] for r in results] == ["3", "4", "5", "6"]

@@ -68,6 +68,21 @@ def _from_env(base: RLMContext) -> RLMContext:
     return _ENV_SETTINGS[key]
 
 
+def trace_config(depth: int) -> dict[str, Any]:
+    """Run-config keys that name an RLM run in LangSmith by its depth.
+
+    The graph's run is called ``rlm depth N``; its node runs keep the node's name
+    (``generate``, ``execute``, ``sub_call`` ...) and inherit ``rlm_depth`` in their metadata, so
+    a trace can be filtered by depth. Merge it into the config of the root run (depth 0) and of
+    each child invoke (depth + 1); it changes nothing when tracing is off.
+
+    Example:
+        >>> trace_config(1)
+        {'run_name': 'rlm depth 1', 'metadata': {'rlm_depth': 1}}
+    """
+    return {"run_name": f"rlm depth {depth}", "metadata": {"rlm_depth": depth}}
+
+
 def context_file(state: RLMState, ctx: RLMContext) -> tuple[Path, str]:
     """The file the sandbox loads the context from, writing an inline context the first time."""
     if state.get("context_path"):

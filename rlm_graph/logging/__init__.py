@@ -12,27 +12,13 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from rlm_graph.graph.runtime import trace_config
 from rlm_graph.logging.console import ConsoleView
 from rlm_graph.logging.trajectory import TrajectoryWriter, read_trajectory
 
 __all__ = ["ConsoleView", "RunObserver", "TrajectoryWriter", "read_trajectory", "trace_config"]
 
 log = logging.getLogger("rlm_graph")
-
-
-def trace_config(depth: int) -> dict[str, Any]:
-    """Run-config keys that name an RLM run in LangSmith by its depth.
-
-    The graph's run is called ``rlm depth N``; its node runs keep the node's name
-    (``generate``, ``execute``, ``sub_call`` ...) and inherit ``rlm_depth`` in their metadata, so
-    a trace can be filtered by depth. Merge it into the config of the root run (depth 0) and of
-    each child invoke (depth + 1); it changes nothing when tracing is off.
-
-    Example:
-        >>> trace_config(1)
-        {'run_name': 'rlm depth 1', 'metadata': {'rlm_depth': 1}}
-    """
-    return {"run_name": f"rlm depth {depth}", "metadata": {"rlm_depth": depth}}
 
 
 class RunObserver:

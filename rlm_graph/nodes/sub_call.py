@@ -16,10 +16,14 @@ from langchain_core.messages import HumanMessage
 from langgraph.runtime import Runtime
 
 from rlm_graph.errors import ModelError
-from rlm_graph.graph.runtime import concurrency_slot, settings_of
+from rlm_graph.graph.runtime import concurrency_slot, settings_of, trace_config
 from rlm_graph.graph.settings import RLMContext
-from rlm_graph.graph.state import Pending
+from rlm_graph.graph.state import Pending, RLMState
 from rlm_graph.models.calls import call_model
+
+
+#: A child's whole state, not just its output schema: its turns belong in the parent's log.
+_CHILD_KEYS = list(RLMState.__annotations__)
 
 
 def sub_call(
@@ -65,7 +69,7 @@ def _child_run(task: Pending, graph: Any, depth: int, start: float) -> dict[str,
     }
     # Invoked from inside this task, the child inherits its config: it nests under this task's
     # checkpoint namespace and so resumes with it.
-    out = graph.invoke(child_input)
+    out = graph.invoke(child_input, trace_config(depth + 1), output_keys=_CHILD_KEYS)
     child = {
         "depth": depth + 1,
         "run_id": out.get("run_id"),

@@ -98,7 +98,9 @@ class DockerTransport(Transport):
         tmpfs_mb: int = 64,
         startup_timeout: float = 30.0,
     ) -> None:
-        self._res = _Resources(docker_client(), Path(tempfile.mkdtemp(prefix="rlm-docker-")))
+        client = docker_client()
+        _remove_orphans(client)
+        self._res = _Resources(client, Path(tempfile.mkdtemp(prefix=f"{_BOX_PREFIX}{os.getpid()}-")))
         # Freed by close(), or when the transport is garbage-collected or the interpreter exits.
         self._release = weakref.finalize(self, self._res.release)
         self._client = self._res.client
@@ -195,7 +197,7 @@ class DockerTransport(Transport):
             cap_drop=["ALL"],
             security_opt=["no-new-privileges"],
             ulimits=[Ulimit(name="core", soft=0, hard=0)],
-            labels={"org.rlm-graph.sandbox": "1"},  # leftovers of a killed host: docker container prune --filter label=...
+            labels={LABEL_SANDBOX: "1", LABEL_HOST: _host_id()},
             log_config=LogConfig(type="json-file", config={"max-size": "1m", "max-file": "1"}),
         )
 
@@ -333,6 +335,43 @@ def _read_lines(sock: socket.socket, lines: queue.Queue[str | None], eof: thread
         reader.close()
     eof.set()
     lines.put(None)
+
+
+#: Label on every sandbox container, and the label naming the host process that started it.
+LABEL_SANDBOX = "org.rlm-graph.sandbox"
+LABEL_HOST = "org.rlm-graph.host"
+_BOX_PREFIX = "rlm-docker-"
+_SWEPT = False
+
+
+def _host_id() -> str:
+    """``<boot id>/<pid namespace>/<pid>``: names this process unambiguously on this machine."""
+    boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    return f"{boot}/{os.readlink('/proc/self/ns/pid')}/{os.getpid()}"
+
+
+def _remove_orphans(client: docker.DockerClient) -> None:
+    """Once per process: remove the containers and folders of hosts that died without closing them.
+
+    A host killed by SIGKILL runs no cleanup, and a worker busy in a cell that ignores its alarm
+    never reads the end of its input: without this its container would run on.
+    """
+    global _SWEPT
+    if _SWEPT:
+        return
+    _SWEPT = True
+    try:
+        here = _host_id().rsplit("/", 1)[0] + "/"
+        for container in client.containers.list(all=True, filters={"label": LABEL_SANDBOX}):
+            owner = container.labels.get(LABEL_HOST, "")
+            if owner.startswith(here) and not Path(f"/proc/{owner[len(here) :]}").exists():
+                container.remove(force=True)
+    except Exception:  # best effort: an engine or kernel that says less just keeps its leftovers
+        pass
+    for path in Path(tempfile.gettempdir()).glob(f"{_BOX_PREFIX}*-*"):
+        owner = path.name[len(_BOX_PREFIX) :].split("-", 1)[0]
+        if owner.isdigit() and not Path(f"/proc/{owner}").exists():
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def _default_user() -> str:

@@ -195,13 +195,14 @@ class LocalTransport(Transport):
         except subprocess.TimeoutExpired:
             code = None
         reason = f"exit code {code}"
-        if code is not None and code < 0:
+        signum = -code if code is not None and code < 0 else 0
+        if self.isolation == "bwrap" and code is not None and code > 128:
+            signum = code - 128  # bubblewrap exits with 128 + n when signal n killed the worker
+        if signum:
             try:
-                reason = f"killed by {signal.Signals(-code).name}"
+                reason = f"killed by {signal.Signals(signum).name}"
             except ValueError:
                 pass
-        elif code == 128 + signal.SIGKILL and self.isolation == "bwrap":
-            reason = "killed by SIGKILL"  # bubblewrap reports its child's signal as 128 + n
         tail = "".join(self._reader.err_tail).strip()[-1500:]
         return f"the sandbox worker died ({reason})" + (f"; its last output:\n{tail}" if tail else "")
 

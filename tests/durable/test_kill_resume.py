@@ -184,18 +184,23 @@ def _postgres_url() -> str | None:
         return None
 
 
+def forget_threads(url: str, pattern: str) -> None:
+    """Delete earlier tests' checkpoints of the threads matching ``pattern`` (SQL LIKE)."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        for table in ("checkpoints", "checkpoint_writes", "checkpoint_blobs"):
+            try:
+                conn.execute(f"DELETE FROM {table} WHERE thread_id LIKE %s", (pattern,))
+            except psycopg.errors.UndefinedTable:
+                pass
+
+
 def test_postgres_kill_and_resume_from_another_process(tmp_path: Path) -> None:
     url = _postgres_url()
     if url is None:
         pytest.skip("no PostgreSQL server reachable at 127.0.0.1:5432 (set RLM_GRAPH_TEST_POSTGRES)")
-    import psycopg
-
-    with psycopg.connect(url, autocommit=True) as conn:  # a clean slate for thread t1
-        for table in ("checkpoints", "checkpoint_writes", "checkpoint_blobs"):
-            try:
-                conn.execute(f"DELETE FROM {table} WHERE thread_id = 't1'")
-            except psycopg.errors.UndefinedTable:
-                pass
+    forget_threads(url, "t1")
     h = Harness(tmp_path)
     try:
         h.kill_on["sub"] = 9

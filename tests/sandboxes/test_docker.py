@@ -8,6 +8,8 @@ script says no engine can be started.
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -16,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from rlm_graph.errors import SandboxError, SandboxTimeout, WorkerCrashed
+from rlm_graph.sandboxes import docker as docker_module
 from rlm_graph.sandboxes.docker import DockerTransport
 from rlm_graph.sandboxes.protocol import CellResult, SubRequest
 from rlm_graph.sandboxes.session import SandboxSession
@@ -183,3 +186,30 @@ def test_parallel_containers(open_session: Callable[..., SandboxSession], tmp_pa
 def test_missing_image_is_a_clear_error(docker_engine: None) -> None:
     with pytest.raises(SandboxError, match="not there: build it"):
         DockerTransport("rlm-graph-no-such-image:0")
+
+
+_HOST = """
+import sys
+from rlm_graph.sandboxes.docker import DockerTransport
+from rlm_graph.sandboxes.protocol import encode
+t = DockerTransport()
+assert '"ready"' in t.receive(30)
+code = "import signal\\nsignal.signal(signal.SIGALRM, signal.SIG_IGN)\\nwhile True:\\n    pass"
+t.send(encode({"type": "exec", "cell": 0, "code": code, "timeout": 1}))
+print(t._container.id, flush=True)
+sys.stdin.read()
+"""
+
+
+def test_a_killed_hosts_container_is_removed_by_the_next_host(docker_engine: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SIGKILL runs no cleanup, and this cell never reads its input again: the container would run on."""
+    host = subprocess.Popen([sys.executable, "-c", _HOST], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert host.stdout is not None
+    container_id = host.stdout.readline().strip()
+    host.kill()
+    host.wait()
+    time.sleep(2)  # past the cell's alarm, which it ignores
+    assert container_exists(container_id)
+    monkeypatch.setattr(docker_module, "_SWEPT", False)  # as in a new process
+    DockerTransport().close()
+    assert not container_exists(container_id)
