@@ -25,6 +25,7 @@ $(VENV)/.local-installed: $(PY) pyproject.toml
 	touch $@
 
 test: $(VENV)/.test-installed
+	bash scripts/ci-setup.sh
 	$(PY) -m pytest
 
 demo: $(VENV)/.local-installed

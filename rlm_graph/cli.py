@@ -50,6 +50,8 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
         g.add_argument("--" + name.replace("_", "-"), type=kind, help=text)
     r = p.add_argument_group("run")
     r.add_argument("--sandbox", default="local", help="local, docker or e2b (default local)")
+    r.add_argument("--isolation", choices=["auto", "bwrap", "none"],
+                   help="local sandbox: bubblewrap isolation (auto: when installed; none: a plain subprocess that can read host files and use the network)")
     r.add_argument("--checkpoint", help="SQLite file or postgresql:// URL (default .rlm/checkpoints.sqlite); 'none' to disable")
     r.add_argument("--work-dir", default=".rlm", help="where checkpoints and inline contexts live (default .rlm)")
     r.add_argument("--log-dir", help="write a trajectory JSONL here")
@@ -128,6 +130,7 @@ def make_rlm(args: argparse.Namespace, **extra: Any) -> Any:
         sub_base_url=args.sub_base_url,
         api_key=args.api_key,
         sandbox=args.sandbox,
+        sandbox_options={"isolation": args.isolation} if getattr(args, "isolation", None) else None,
         verbose=args.verbose,
         log_dir=args.log_dir,
         checkpointer=_checkpoint_arg(args.checkpoint),

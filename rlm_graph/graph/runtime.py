@@ -102,15 +102,30 @@ def context_file(state: RLMState, ctx: RLMContext) -> tuple[Path, str]:
 def new_session(state: RLMState, ctx: RLMContext) -> SandboxSession:
     """Start a worker for this run and load its context."""
     limits = Limits.from_dict(state.get("limits"))
+    path, fmt = context_file(state, ctx)
     session = SandboxSession(
-        transport_factory(ctx.sandbox, ctx.sandbox_options),
+        transport_factory(ctx.sandbox, _sized_options(ctx, path)),
         cell_timeout=limits.cell_timeout,
         max_output_chars=limits.max_output_chars,
     )
     session.start()
-    path, fmt = context_file(state, ctx)
     session.load_context(path, fmt)
     return session
+
+
+#: The memory limit each backend uses when none is given (MB).
+_DEFAULT_MEMORY_MB = {"local": 4096, "docker": 1024}
+
+
+def _sized_options(ctx: RLMContext, path: Path) -> dict[str, Any]:
+    """Sandbox options with a memory limit big enough for the context (Python holds text at ~2x)."""
+    opts = dict(ctx.sandbox_options)
+    default = _DEFAULT_MEMORY_MB.get(ctx.sandbox) if isinstance(ctx.sandbox, str) else None
+    if default is not None and "memory_mb" not in opts:
+        needed = int(path.stat().st_size * 2.5 / 2**20) + 512
+        if needed > default:
+            opts["memory_mb"] = needed
+    return opts
 
 
 def open_session(state: RLMState, ctx: RLMContext) -> SandboxSession:

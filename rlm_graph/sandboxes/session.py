@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rlm_graph.errors import ContextError, ProtocolError, SandboxError, SandboxTimeout, WorkerCrashed
+from rlm_graph.errors import ContextError, ProtocolError, SandboxError, SandboxTimeout
 from rlm_graph.sandboxes.base import Transport
 from rlm_graph.sandboxes.protocol import CellResult, SubRequest, decode, encode, prompt_hash
 
@@ -124,7 +123,7 @@ class SandboxSession:
 
         Raises:
             SandboxTimeout: the worker ignored its own timeout and was killed.
-            WorkerCrashed: the worker died; call :meth:`recover` and run the cell again.
+            WorkerCrashed: the worker died; start a new session and :meth:`replay` the earlier cells.
         """
         if self.transport is None:
             raise SandboxError("the sandbox is not started")
@@ -269,5 +268,3 @@ class SessionPool:
 
 #: The pool used by the graph's nodes.
 POOL = SessionPool()
-
-_t0 = time.monotonic  # re-exported for tests that patch time

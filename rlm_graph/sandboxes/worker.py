@@ -391,20 +391,31 @@ def _exec_cell(cell: int, code: str, timeout: float, limit: int) -> dict:
     }
 
 
-def _watch_parent(parent: int) -> None:
-    """Exit when the host goes away, even in the middle of a long cell."""
+def _watch_host(parent: int) -> None:
+    """Exit when the host goes away, even in the middle of a long cell.
+
+    The host's end of stdin hanging up covers pipes and sockets (and Docker, where the worker is
+    PID 1 and has no parent to watch); the parent check covers the rest.
+    """
+    import select
+
+    poller = select.poll()
+    poller.register(0, select.POLLHUP | getattr(select, "POLLRDHUP", 0))
+    gone = select.POLLHUP | getattr(select, "POLLRDHUP", 0)
     while True:
         time.sleep(1.0)
-        if os.getppid() != parent:
+        if parent > 1 and os.getppid() != parent:
+            os._exit(0)
+        if any(ev & gone for _, ev in poller.poll(0)):
             os._exit(0)
 
 
 def main() -> None:
     global _PROTO, _IN
-    if os.environ.get("RLM_WATCH_PARENT", "1") == "1" and os.getppid() > 1:
+    if os.environ.get("RLM_WATCH_PARENT", "1") == "1":
         import threading
 
-        threading.Thread(target=_watch_parent, args=(os.getppid(),), daemon=True).start()
+        threading.Thread(target=_watch_host, args=(os.getppid(),), daemon=True).start()
     proto_fd = os.dup(1)
     os.dup2(2, 1)  # stray writes to fd 1 (C code, os.system) land on stderr, not on the channel
     _PROTO = os.fdopen(proto_fd, "w", encoding="utf-8", buffering=1)

@@ -226,6 +226,16 @@ def test_bwrap_context_is_a_read_only_hard_link(tmp_path: Path) -> None:
     s.close()
 
 
+@needs_bwrap
+def test_bwrap_worker_runs_the_venv_python_with_its_packages() -> None:
+    pytest.importorskip("numpy")
+    s = SandboxSession(lambda: LocalTransport(isolation="bwrap"), cell_timeout=20)
+    s.start()
+    out = run(s, 0, "import sys, numpy\nsys.prefix, numpy.arange(4).sum().item()")
+    assert out.stdout == f"({sys.prefix!r}, 6)\n"
+    s.close()
+
+
 def test_auto_without_bubblewrap_falls_back_with_one_note(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(local, "bwrap_status", lambda: (False, "bubblewrap (bwrap) is not installed"))
     monkeypatch.setattr(local, "_WARNED", False)
