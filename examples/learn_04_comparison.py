@@ -32,17 +32,17 @@ def sum_task(rng: random.Random) -> tuple[str, str, str]:
 def needle_task(rng: random.Random) -> tuple[str, str, str]:
     """One fact near the end of a 20,000-character text: past the plain call's window."""
     lines = [f"Note {i}: routine check of rack {rng.randint(1, 40)} finished, all fans ok." for i in range(360)]
-    code = rng.randint(1000, 9999)
-    lines[330] = f"Note 330: the access code for the vault is {code}."
-    return "\n".join(lines), "What is the access code for the vault? Answer with the number.", str(code)
+    password = rng.choice(["marigold", "heliotrope", "juniper", "saffron"])
+    lines[330] = f"Note 330: the password of the vault is {password}."
+    return "\n".join(lines), "What is the password of the vault? Answer with the password only.", password
 
 
 def count_task(rng: random.Random) -> tuple[str, str, str]:
     """Counting matching lines in a short log: the whole log fits the window, the counting is the hard part."""
-    levels = ["ERROR"] * 13 + ["INFO"] * 40 + ["WARN"] * 7
+    levels = ["error"] * 13 + ["info"] * 40 + ["warn"] * 7
     rng.shuffle(levels)
-    lines = [f"12:{i:02d}:07 {level} worker-{rng.randint(1, 5)} job {rng.randint(100, 999)}" for i, level in enumerate(levels)]
-    return "\n".join(lines), "How many lines of the log have the level ERROR? Answer with the number.", "13"
+    lines = [f"12:{i:02d}:07 level={level} worker-{rng.randint(1, 5)} job {rng.randint(100, 999)}" for i, level in enumerate(levels)]
+    return "\n".join(lines), "How many lines of the log have level=error? Answer with the number.", "13"
 
 
 TASKS: list[Callable[[random.Random], tuple[str, str, str]]] = [sum_task, needle_task, count_task]

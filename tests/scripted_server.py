@@ -22,6 +22,10 @@ from typing import Any
 Reply = str | dict[str, Any]  # a text, or {"status": 500, "body": ...} / {"text":..., "usage": None, "delay": 1}
 
 
+class _Server(ThreadingHTTPServer):
+    request_queue_size = 512  # the default backlog of 5 refuses connections under a 64-wide fan-out
+
+
 def _is_root(messages: list[dict[str, Any]]) -> bool:
     return bool(messages) and messages[0].get("role") == "system" and "REPL" in str(messages[0].get("content"))
 
@@ -78,7 +82,7 @@ class ScriptedServer:
                 self.wfile.write(data)
                 self.wfile.flush()
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self.httpd = _Server(("127.0.0.1", port), Handler)
         self.httpd.daemon_threads = True
         self.port = self.httpd.server_address[1]
         self.base_url = f"http://127.0.0.1:{self.port}/v1"
