@@ -36,18 +36,31 @@ def _newest(paths: Sequence[Path]) -> Path | None:
 
 def collect(results: Path, overhead_file: Path | None, previous: dict[str, Any]) -> dict[str, Any]:
     """The compact summary of the raw results (keeping the previous summary's notes and any part
-    for which there are no raw results)."""
+    for which there are no raw results).
+
+    Each overhead scenario's table comes from the newest result file that measured it; the
+    per-iteration and fan-out numbers of every file are kept as ``runs`` to show the spread.
+    """
     out: dict[str, Any] = {"notes": previous.get("notes", [])}
-    src = overhead_file or _newest(sorted(results.glob("overhead-*.json")))
-    if src is not None:
-        raw = json.loads(src.read_text())
+    files = [overhead_file] if overhead_file else sorted(results.glob("overhead-*.json"), key=lambda p: p.stat().st_mtime)
+    raws = [(f, json.loads(f.read_text())) for f in files]
+    if raws:
+        rows: list[dict[str, Any]] = []
+        for scenario in ("iterations", "fanout", "context", "resume"):
+            for f, raw in reversed(raws):
+                mine = [r for r in raw["rows"] if r["scenario"] == scenario]
+                if mine:
+                    rows += [{**{k: v for k, v in r.items() if k not in _DROP}, "source": f.name} for r in mine]
+                    break
+        newest = raws[-1][1]
         out["overhead"] = {
-            "source": src.name,
-            "machine": raw["machine"],
-            "versions": raw["versions"],
-            "config": raw["config"],
-            "rows": [{k: v for k, v in r.items() if k not in _DROP} for r in raw["rows"]],
-            "notes": raw.get("notes", []),
+            "runs": [{"source": f.name, "machine": raw["machine"], "scenarios": sorted({r["scenario"] for r in raw["rows"]}),
+                      "spread": [_spread_row(r) for r in raw["rows"] if r["scenario"] in ("iterations", "fanout")]} for f, raw in raws],
+            "machine": newest["machine"],
+            "versions": newest["versions"],
+            "config": newest["config"],
+            "rows": rows,
+            "notes": sorted({n for _, raw in raws for n in raw.get("notes", [])}),
         }
     elif "overhead" in previous:
         out["overhead"] = previous["overhead"]
@@ -57,6 +70,14 @@ def collect(results: Path, overhead_file: Path | None, previous: dict[str, Any])
     elif "quality" in previous:
         out["quality"] = previous["quality"]
     return out
+
+
+def _spread_row(r: dict[str, Any]) -> dict[str, Any]:
+    if r["scenario"] == "iterations":
+        keys = ("scenario", "library", "checkpointer", "latency_s", "overhead_per_iter_ms", "steady_per_iter_ms", "wall_s")
+    else:
+        keys = ("scenario", "library", "checkpointer", "concurrency", "ratio_to_floor")
+    return {k: r.get(k) for k in keys}
 
 
 def _compact(r: dict[str, Any]) -> dict[str, Any]:
@@ -325,9 +346,11 @@ def render(summary: dict[str, Any], docs: Path) -> str:
     ]
     if m:
         v = ov.get("versions", {})
+        runs = "; ".join(f"{r['machine'].get('date')} ({', '.join(r['scenarios'])}; load average {r['machine'].get('loadavg')} → "
+                         f"{r['machine'].get('loadavg_end')})" for r in ov.get("runs", []))
         parts += [
-            f"Machine: {m.get('cpu')}, {m.get('cores')} cores, {m.get('memory_gib')} GiB RAM, {m.get('os')}, Python {m.get('python')}; "
-            f"overhead run on {m.get('date')} (load average {m.get('loadavg')} at the start, {m.get('loadavg_end')} at the end). "
+            f"Machine: {m.get('cpu')}, {m.get('cores')} cores, {m.get('memory_gib')} GiB RAM, {m.get('os')}, Python {m.get('python')}. "
+            f"Overhead runs: {runs or m.get('date')}. Each table below comes from the newest run that measured it. "
             "Versions: " + ", ".join(f"{k} {val}" for k, val in v.items() if val) + ".",
             "",
         ]
@@ -359,6 +382,7 @@ def _overhead_sections(summary: dict[str, Any], have_plot: bool, have_turns: boo
                   _table(["library", "checkpointer", "model latency", "wall (s)", "whole run (ms/iter)", "steady state (ms/iter)", "runs ok"],
                          [[r["library"], r["checkpointer"], f"{r['latency_s'] * 1000:g} ms", r["wall_s"], r["overhead_per_iter_ms"],
                            r["steady_per_iter_ms"], f"{r['runs_ok']}/{r['runs']}"] for r in it]), ""]
+        parts += _spread(summary, "iterations")
         if have_turns:
             parts += ["![turn cost](img/turn_cost.png)", ""]
     fan = _rows(summary, "fanout")
@@ -367,6 +391,7 @@ def _overhead_sections(summary: dict[str, Any], have_plot: bool, have_turns: boo
                   "*cell*: from the reply holding the cell to the next root call; *floor*: 0.1 s × ceil(256 / concurrency).", "",
                   _table(["library", "checkpointer", "concurrency", "floor (s)", "cell (s)", "ratio", "most in flight"],
                          [[r["library"], r["checkpointer"], r["concurrency"], r["floor_s"], r["cell_s"], r["ratio_to_floor"], r["max_in_flight"]] for r in fan]), ""]
+        parts += _spread(summary, "fanout")
     ctx = _rows(summary, "context")
     if ctx:
         parts += ["### Context load (a text file; one `print(len(context))` cell)", "",
@@ -387,6 +412,42 @@ def _overhead_sections(summary: dict[str, Any], have_plot: bool, have_turns: boo
     if have_plot:
         parts += ["![overhead ratios](img/overhead_ratios.png)", ""]
     return parts
+
+
+def _spread(summary: dict[str, Any], scenario: str) -> list[str]:
+    """The same configurations in every overhead run, side by side (the machine was shared: see the spread)."""
+    runs = [r for r in summary.get("overhead", {}).get("runs", []) if scenario in r["scenarios"]]
+    if len(runs) < 2:
+        return []
+    if scenario == "iterations":
+        ident, value = ("library", "checkpointer", "latency_s"), "overhead_per_iter_ms"
+        caption = "Run to run (whole run, ms/iter; steady state in brackets):"
+    else:
+        ident, value = ("library", "checkpointer", "concurrency"), "ratio_to_floor"
+        caption = "Run to run (cell time / floor):"
+    keys: list[tuple[Any, ...]] = []
+    for run in runs:
+        for r in run["spread"]:
+            if r["scenario"] == scenario and tuple(r[k] for k in ident) not in keys:
+                keys.append(tuple(r[k] for k in ident))
+    rows = []
+    for key in keys:
+        cells = []
+        for run in runs:
+            r = next((x for x in run["spread"] if x["scenario"] == scenario and tuple(x[k] for k in ident) == key), None)
+            if r is None:
+                cells.append(None)
+            elif scenario == "iterations":
+                cells.append(f"{r[value]:.1f} ({r['steady_per_iter_ms']:.1f})")
+            else:
+                cells.append(f"{r[value]:.2f}")
+        label = list(key)
+        if scenario == "iterations":
+            label[2] = f"{key[2] * 1000:g} ms"
+        rows.append([*label, *cells])
+    header = ["library", "checkpointer", "model latency" if scenario == "iterations" else "concurrency"]
+    header += [f"run {i + 1} ({r['machine'].get('date', '')[11:16]}, load {r['machine'].get('loadavg', ['?'])[0]})" for i, r in enumerate(runs)]
+    return [caption, "", _table(header, rows), ""]
 
 
 def _quality_sections(summary: dict[str, Any], have_plot: bool) -> list[str]:

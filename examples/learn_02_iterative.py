@@ -45,9 +45,7 @@ def make_orders(seed: int = 2) -> tuple[dict[str, Any], str]:
 
 def main() -> None:
     context, expected = make_orders()
-    # answer_check=False: on the embedded 1.5B model the answer-form check rejects right answers
-    # (see LEARNING.md, "Troubleshooting"); this lesson is about the iterations before FINAL.
-    rlm = make_rlm(max_iterations=10, verbose=True, log_dir="logs", answer_check=False)
+    rlm = make_rlm(max_iterations=10, verbose=True, log_dir="logs")
     banner(rlm, "phase 2: iterative inspection")
     result = rlm.completion(context, QUESTION)
     report(result, expected)

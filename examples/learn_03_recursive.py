@@ -36,9 +36,7 @@ QUESTION = (
 def main() -> None:
     context = [text for text, _ in REVIEWS]
     expected = sum(positive for _, positive in REVIEWS)
-    # answer_check=False: on the embedded 1.5B model the answer-form check rejects right answers
-    # (see LEARNING.md, "Troubleshooting"); the lesson is about sub-calls, not that check.
-    rlm = make_rlm(max_iterations=8, verbose=True, answer_check=False)
+    rlm = make_rlm(max_iterations=8, verbose=True)
     banner(rlm, "phase 3: sub-calls with llm_query_batched")
     result = rlm.completion(context, QUESTION)
     report(result, expected)

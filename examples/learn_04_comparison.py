@@ -13,7 +13,6 @@ embedded model reads in a few tens of seconds. Run:
 from __future__ import annotations
 
 import random
-import sys
 from collections.abc import Callable
 
 from _common import banner, make_rlm, run_or_explain
@@ -50,9 +49,7 @@ TASKS: list[Callable[[random.Random], tuple[str, str, str]]] = [sum_task, needle
 
 def main() -> None:
     rng = random.Random(4)
-    # answer_check=False: on the embedded 1.5B model the answer-form check rejects right answers
-    # (see LEARNING.md, "Troubleshooting").
-    rlm = make_rlm(max_iterations=8, answer_check=False)
+    rlm = make_rlm(max_iterations=8)
     banner(rlm, "phase 4: plain call vs RLM")
     results: list[ComparisonResult] = []
     for i, make_task in enumerate(TASKS, 1):
@@ -67,8 +64,8 @@ def main() -> None:
     print(f"\nRLM answer: {[r.rlm.answer for r in results]}")
     print(f"expected:   {[r.expected for r in results]}")
     print(f"correct:    {rlm_ok}")
-    print(f"iterations: {[r.rlm.iterations for r in results]}, time: {sum(r.rlm.seconds for r in results):.1f}s (RLM), {sum(r.plain.seconds for r in results):.1f}s (plain)")
-    sys.stdout.flush()
+    rlm_s, plain_s = sum(r.rlm.seconds for r in results), sum(r.plain.seconds for r in results)
+    print(f"iterations: {[r.rlm.iterations for r in results]}, time: {rlm_s:.1f}s (RLM), {plain_s:.1f}s (plain)")
 
 
 if __name__ == "__main__":

@@ -39,9 +39,7 @@ def write_staff(path: Path, seed: int = 5) -> str:
 def main() -> None:
     data = Path(".rlm") / "learn_05_staff.json"
     expected = write_staff(data)
-    # answer_check=False: on the embedded 1.5B model the answer-form check rejects right answers
-    # (see LEARNING.md, "Troubleshooting").
-    rlm = make_rlm(max_iterations=10, verbose=True, log_dir="logs", answer_check=False)
+    rlm = make_rlm(max_iterations=10, verbose=True, log_dir="logs")
     banner(rlm, "phase 5: a run to look at in the viewer")
     result = rlm.completion(data, QUESTION)
     report(result, expected)

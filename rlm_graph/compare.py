@@ -24,6 +24,7 @@ from typing import Any
 from langchain_core.messages import HumanMessage
 
 from rlm_graph.contexts import check_file, looks_like_path
+from rlm_graph.errors import ConfigurationError, ContextError
 from rlm_graph.graph.state import total_tokens
 from rlm_graph.models.calls import ContextOverflow, call_model
 from rlm_graph.rlm import RLM, RLMResult
@@ -142,14 +143,12 @@ def compare(
         >>> r.plain.correct, r.rlm.correct  # doctest: +SKIP
         (False, True)
     """
-    from rlm_graph.errors import ConfigurationError
-
     if not isinstance(query, str) or not query.strip():
         raise ConfigurationError("query (the question) must be a non-empty string")
     if window_chars < 1:
         raise ConfigurationError(f"window_chars must be positive, got {window_chars!r}")
-    text = context_text(context)
-    plain, shown = _plain_attempt(rlm, text, query, window_chars)
+    head, total = _context_head(context, window_chars)
+    plain, shown = _plain_attempt(rlm, head, total, query)
     result = rlm.completion(context, query)
     attempt = Attempt(
         "rlm",
@@ -162,48 +161,53 @@ def compare(
     if expected is not None:
         plain.correct = answer_matches(plain.answer, expected)
         attempt.correct = answer_matches(attempt.answer, expected)
-    return ComparisonResult(query, expected, len(text), shown, plain, attempt, result)
+    return ComparisonResult(query, expected, total, shown, plain, attempt, result)
 
 
-def context_text(context: Any) -> str:
-    """The context as the text a plain prompt would hold (a file is read; a list or dict becomes JSON)."""
-    from rlm_graph.errors import ContextError
+def _context_head(context: Any, limit: int) -> tuple[str, int]:
+    """The first ``limit`` characters of the context as text, and its total length in characters.
 
+    A file is read in chunks, so a huge one is never held whole; a list or dict becomes JSON.
+    """
     if context is None:
         raise ContextError("context is required: a str, list, dict, or a path to a file")
     if isinstance(context, Path) or (isinstance(context, str) and looks_like_path(context)):
-        return check_file(context).read_text(encoding="utf-8", errors="replace")
+        head: list[str] = []
+        total = 0
+        with check_file(context).open(encoding="utf-8", errors="replace") as f:
+            while chunk := f.read(1 << 20):
+                if total < limit:
+                    head.append(chunk[: limit - total])
+                total += len(chunk)
+        return "".join(head), total
     if isinstance(context, str):
-        return context
+        return context[:limit], len(context)
     try:
-        return json.dumps(context, ensure_ascii=False)
+        text = json.dumps(context, ensure_ascii=False)
     except (TypeError, ValueError) as exc:
         raise ContextError(f"the context must be a str, or JSON-serializable (list, dict ...): {exc}") from exc
+    return text[:limit], len(text)
 
 
-def plain_prompt(text: str, query: str, window_chars: int) -> tuple[str, int]:
-    """The plain call's prompt for ``text`` cut to ``window_chars``, and how many characters it holds."""
-    shown = min(len(text), window_chars)
-    note = TRUNCATION_NOTE.format(shown=shown, total=len(text)) if shown < len(text) else ""
-    return PLAIN_PROMPT.format(context=text[:shown], note=note, query=query.strip()), shown
+def plain_prompt(head: str, total: int, query: str) -> str:
+    """The plain call's prompt: ``head`` (the start of a context of ``total`` characters), then the question."""
+    note = TRUNCATION_NOTE.format(shown=len(head), total=total) if len(head) < total else ""
+    return PLAIN_PROMPT.format(context=head, note=note, query=query.strip())
 
 
-def _plain_attempt(rlm: RLM, text: str, query: str, window_chars: int) -> tuple[Attempt, int]:
+def _plain_attempt(rlm: RLM, head: str, total: int, query: str) -> tuple[Attempt, int]:
     settings = rlm.settings
     start = time.monotonic()
-    usage: dict[str, dict[str, Any]] = {}
-    window = window_chars
     for _ in range(OVERFLOW_RETRIES + 1):
-        prompt, shown = plain_prompt(text, query, window)
         try:
-            reply = call_model(settings.model, [HumanMessage(prompt)], label=settings.model_label, prices=settings.prices)  # type: ignore[arg-type]
+            messages = [HumanMessage(plain_prompt(head, total, query))]
+            reply = call_model(settings.model, messages, label=settings.model_label, prices=settings.prices)  # type: ignore[arg-type]
         except ContextOverflow:
-            window = max(1, shown // 2)  # the server counts tokens, we count characters: halve and retry
+            head = head[: max(1, len(head) // 2)]  # the server counts tokens, we count characters: halve and retry
             continue
-        answer = _strip_final(reply.text)
-        return Attempt("plain", answer, round(time.monotonic() - start, 3), reply.usage), shown
-    error = f"the prompt did not fit the model's window even with {shown:,} characters of context"
-    return Attempt("plain", None, round(time.monotonic() - start, 3), usage, error=error), 0
+        return Attempt("plain", _strip_final(reply.text), round(time.monotonic() - start, 3), reply.usage), len(head)
+    error = f"the prompt did not fit the model's window even with {len(head):,} characters of context"
+    return Attempt("plain", None, round(time.monotonic() - start, 3), error=error), 0
 
 
 def _strip_final(text: str) -> str:
@@ -284,7 +288,8 @@ def format_table(result: ComparisonResult) -> str:
     for a in (result.plain, result.rlm):
         answer = a.answer if a.answer is not None else f"({a.error or 'no answer'})"
         lines.append(
-            f"{a.method:<7} {_cell(answer, 32):<32} {_correct(a.correct):<8} {a.seconds:>8.1f} {a.tokens:>9,} {a.calls:>6} {a.iterations:>10}"
+            f"{a.method:<7} {_cell(answer, 32):<32} {_correct(a.correct):<8} {a.seconds:>8.1f} "
+            f"{a.tokens:>9,} {a.calls:>6} {a.iterations:>10}"
         )
     return "\n".join(lines)
 

@@ -60,7 +60,10 @@ def looks_like_path(value: str) -> bool:
     if not value or len(value) > 4096 or any(ch.isspace() for ch in value.strip()):
         return False
     value = value.strip()
-    return value.lower().endswith(_FILE_SUFFIXES) or Path(value).expanduser().is_file()
+    try:
+        return value.lower().endswith(_FILE_SUFFIXES) or Path(value).expanduser().is_file()
+    except OSError:  # e.g. a name longer than the file system allows: text, not a path
+        return False
 
 
 def write_value(value: Any, directory: str | os.PathLike[str], stem: str) -> tuple[Path, str]:

@@ -60,7 +60,8 @@ def test_short_context_is_shown_whole_and_correctness_needs_expected(rlm_for: An
     assert not result.truncated and result.shown_chars == result.context_chars == 5
     assert result.plain.correct is None and result.rlm.correct is None
     assert result.plain.answer == "Paris." and result.rlm.answer == "PARIS"
-    with_expected = compare("paris", "Which city? Answer with the name.", rlm=rlm_for([repl("print(1)"), "FINAL(Paris)"], sub=lambda p: "Lyon")[0], expected="paris")
+    rlm, _ = rlm_for([repl("print(1)"), "FINAL(Paris)"], sub=lambda p: "Lyon")
+    with_expected = compare("paris", "Which city? Answer with the name.", rlm=rlm, expected="paris")
     assert with_expected.plain.correct is False and with_expected.rlm.correct is True
 
 
@@ -78,7 +79,8 @@ def test_list_and_file_contexts_reach_the_plain_call_as_text(rlm_for: Any, tmp_p
 
 
 def test_a_prompt_too_long_for_the_server_is_retried_with_half_the_window(rlm_for: Any) -> None:
-    overflow = {"status": 400, "body": {"error": {"message": "Requested tokens (9000) exceed context window of 8192", "type": "invalid_request_error"}}}
+    message = "Requested tokens (9000) exceed context window of 8192"
+    overflow = {"status": 400, "body": {"error": {"message": message, "type": "invalid_request_error"}}}
     rlm, srv = rlm_for([repl("print(1)"), "FINAL(1)"], sub=lambda p: overflow if len(p) > 3000 else "7")
     result = compare("x" * 10_000, "q?", rlm=rlm, window_chars=8000)
     sizes = [len(r["prompt"]) for r in srv.sub_requests()]
@@ -88,7 +90,7 @@ def test_a_prompt_too_long_for_the_server_is_retried_with_half_the_window(rlm_fo
 
 def test_a_prompt_that_never_fits_is_an_attempt_without_answer_not_an_error(rlm_for: Any) -> None:
     overflow = {"status": 400, "body": {"error": {"message": "this model's maximum context length is 8192 tokens"}}}
-    rlm, srv = rlm_for([repl("print(1)"), "FINAL(1)"], sub=lambda p: overflow)
+    rlm, _ = rlm_for([repl("print(1)"), "FINAL(1)"], sub=lambda p: overflow)
     result = compare("y " * 500, "q?", rlm=rlm, expected="1", window_chars=800)
     assert result.plain.answer is None and "did not fit" in (result.plain.error or "")
     assert result.plain.correct is False and result.rlm.correct is True

@@ -115,7 +115,7 @@ def test_max_subcalls_refuses_the_request_and_ends_the_run(rlm_for: Any) -> None
 
 
 def test_max_tokens_ends_the_run_with_a_forced_answer(rlm_for: Any) -> None:
-    rlm, _ = rlm_for([repl("print(1)")] * 10 + ["FINAL(x)"], max_tokens=700)
+    rlm, _ = rlm_for([repl(f"print({i})") for i in range(10)] + ["FINAL(x)"], max_tokens=700)
     result = rlm.completion("c", "q")
     assert result.stopped_by == "max_tokens" and result.iterations < 10
 

@@ -228,3 +228,34 @@ def test_final_of_an_undefined_name(rlm_for: Any) -> None:
     # a capitalised word with no such variable is the answer itself
     rlm, _ = rlm_for([repl("print(1)"), "FINAL(Paris)"])
     assert rlm.completion("ctx", "q").answer == "Paris"
+
+
+def test_answer_check_asks_for_the_kind_and_checks_the_form_in_code(rlm_for: Any) -> None:
+    def sub(prompt: str) -> str:
+        return "number" if "What kind of value" in prompt else "?"
+
+    rlm, srv = rlm_for([repl("n = 12\nprint(n, 'apples')"), 'FINAL("twelve apples")', "FINAL(n)"], sub=sub, answer_check=True)
+    result = rlm.completion("ctx", "How many apples?")
+    assert result.answer == "12"
+    assert "asks for a number" in srv.root_requests()[2]["prompt"]
+
+
+def test_a_repeating_loop_ends_with_a_forced_answer(rlm_for: Any) -> None:
+    a, b = repl("print('a')"), repl("print('b')")
+    rlm, srv = rlm_for([a, b, a, b, 'FINAL("best")'])
+    result = rlm.completion("ctx", "q")
+    assert result.stopped_by == "stuck_loop" and result.answer == "best"
+    assert result.cells == 2
+
+
+def test_forced_final_reads_a_final_written_in_code(rlm_for: Any) -> None:
+    rlm, _ = rlm_for([repl("x = 5\nprint(x)"), repl("print(6)"), repl("FINAL(x)")], max_iterations=2)
+    result = rlm.completion("ctx", "q")
+    assert result.stopped_by == "max_iterations" and result.answer == "5"
+
+
+def test_an_answer_the_output_never_showed_goes_back_once(rlm_for: Any) -> None:
+    rlm, srv = rlm_for([repl("print([l for l in context.splitlines() if 'vault' in l])"), "FINAL(12345)", "FINAL(saffron)"], sub=lambda p: "word", answer_check=True)
+    result = rlm.completion("a\nthe vault password is saffron\nb", "What is the password?")
+    assert result.answer == "saffron"
+    assert "appears nowhere in the REPL output" in srv.root_requests()[2]["prompt"]

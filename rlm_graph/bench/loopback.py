@@ -34,6 +34,7 @@ class Request:
     arrived: float
     done: float = 0.0
     delivered: bool = False
+    tail: str = ""  # the end of the last message (what the client was last shown)
 
     @property
     def seconds(self) -> float:
@@ -49,6 +50,9 @@ def _call_key(role: str, messages: list[dict[str, Any]]) -> str:
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 512  # a 256-wide fan-out connects all at once
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass  # a client killed mid-request (the resume scenario does it on purpose) is not an error
 
 
 class LoopbackServer:
@@ -125,7 +129,8 @@ class LoopbackServer:
         """Build the reply to one request and record it."""
         messages = body.get("messages") or []
         role = "root" if messages and messages[0].get("role") == "system" else "sub"
-        record = Request(role, _call_key(role, messages), len(messages), time.monotonic())
+        last = str(messages[-1].get("content")) if messages else ""
+        record = Request(role, _call_key(role, messages), len(messages), time.monotonic(), tail=last[-500:])
         with self.lock:
             self.requests.append(record)
         if self.on_arrival is not None:

@@ -156,10 +156,28 @@ def run_rlm(task: Task, ep: Endpoint, cfg: QualityConfig) -> dict[str, Any]:
     }
 
 
+#: The base method's prompt: the context first, then the question (a small model follows the last line best).
+BASE_PROMPT = """Answer the question about the context below.
+
+Context:
+{context}{note}
+
+Question: {query}
+Reply with only the answer."""
+
+BASE_CUT_NOTE = "\n[... the context was cut here: only its first {shown:,} of {total:,} characters are shown ...]"
+
+
+def base_prompt(text: str, query: str, window_chars: int) -> tuple[str, int]:
+    """The base prompt with ``text`` cut to its first ``window_chars`` characters, and how many it holds."""
+    shown = min(len(text), window_chars)
+    note = BASE_CUT_NOTE.format(shown=shown, total=len(text)) if shown < len(text) else ""
+    return BASE_PROMPT.format(context=text[:shown], note=note, query=query.strip()), shown
+
+
 def run_base(task: Task, ep: Endpoint, cfg: QualityConfig) -> dict[str, Any]:
     from langchain_core.messages import HumanMessage
 
-    from rlm_graph.compare import plain_prompt
     from rlm_graph.models import resolve_model
     from rlm_graph.models.calls import ContextOverflow, call_model
 
@@ -169,7 +187,7 @@ def run_base(task: Task, ep: Endpoint, cfg: QualityConfig) -> dict[str, Any]:
     start = time.monotonic()
     overflows = 0
     while window > 200:
-        prompt, shown = plain_prompt(text, task.query, window)
+        prompt, shown = base_prompt(text, task.query, window)
         try:
             reply = call_model(model.model, [HumanMessage(prompt)], label=model.label)
         except ContextOverflow:

@@ -34,11 +34,13 @@ def repl(code: str) -> str:
     return f"```repl\n{code}\n```"
 
 
-def final_cell(library: str, expression: str = '"done"') -> str:
-    """The last turn: a cell that submits ``expression`` the way each library expects."""
+def final_reply(library: str) -> str:
+    """The last turn: a cell that answers "done" the way each library expects (``rlms`` ends only on a
+    cell that sets ``answer["ready"]``; rlm-graph on ``FINAL``, here of a variable, which reads the same
+    whether FINAL is taken from the code or from the reply's text)."""
     if library == "rlms":
-        return repl(f'answer["content"] = str({expression})\nanswer["ready"] = True')
-    return repl(f"FINAL(str({expression}))")
+        return repl('answer["content"] = "done"\nanswer["ready"] = True')
+    return repl('result = "done"\nFINAL(result)')
 
 
 def loop_script(library: str, n: int, cells: dict[int, str] | None = None) -> Callable[[int], str]:
@@ -46,7 +48,7 @@ def loop_script(library: str, n: int, cells: dict[int, str] | None = None) -> Ca
 
     def root(turn: int) -> str:
         if turn >= n - 1:
-            return final_cell(library)
+            return final_reply(library)
         return repl((cells or {}).get(turn) or f"x{turn} = {turn}\nprint(x{turn})")
 
     return root
@@ -192,7 +194,7 @@ def measure_context(b: Bench) -> list[dict[str, Any]]:
         path = context_file(b.cfg.scratch / "contexts", size)
         for library in b.cfg.libraries:
             b.say(f"context: {library} {size / MB:g} MB")
-            with LoopbackServer(lambda turn, lib=library: repl("print(len(context))") if turn == 0 else final_cell(lib, "len(context)")) as srv:
+            with LoopbackServer(lambda turn, lib=library: repl("print(len(context))") if turn == 0 else final_reply(lib)) as srv:
                 job = b.job(library, srv.base_url, context={"path": str(path)}, runs=1, cell_timeout=1200, timeout=1200)
                 spawned = time.monotonic()
                 proc = b.start(library, job)
@@ -216,7 +218,8 @@ def measure_context(b: Bench) -> list[dict[str, Any]]:
                     begin = res.get("context_started", run["started"])  # rlms reads the file before its run
                     row["load_s"] = round(roots[0].arrived - begin, 3)
                     row["run_s"] = round(run["ended"] - run["started"], 3)
-                    row["answer_ok"] = run["answer"] == str(size)
+                    # the whole file was loaded: the cell printed its length, and the model was shown it
+                    row["answer_ok"] = run["answer"] == "done" and len(roots) > 1 and str(size) in roots[1].tail
                 rows.append(row)
     return rows
 

@@ -35,7 +35,7 @@ Rules:
 
 Example: find lines
 ```repl
-hits = [line for line in context.splitlines() if "error" in line.lower()]
+hits = [line for line in context.splitlines() if "ERROR" in line]
 print(len(hits))
 print(hits[:10])
 ```
@@ -75,41 +75,43 @@ OUTPUT_TEMPLATE = """\
 
 NO_CODE_NOTE = (
     "Your reply had no ```repl block and no FINAL(...). Write a ```repl block to explore the context, "
-    "or FINAL(answer) if you know the answer."
+    "or FINAL with the value if you know it, e.g. FINAL(42)."
 )
 
 STUCK_NOTE = (
     "You ran the same code as in your previous reply. Do not repeat it. If the output above answers the "
-    "question, reply with FINAL(answer) now; otherwise try a different approach."
+    "question, reply with FINAL and the value now, e.g. FINAL(42); otherwise try a different approach."
 )
 
 GROUNDING_NOTE = (
-    "You gave a final answer before seeing any output. Read the output above, check it, then give FINAL(answer) again."
+    "You gave a final answer before seeing any output. Read the output above, check it, then reply with FINAL and the value it shows, e.g. FINAL(42)."
 )
 
 FORM_NOTE = (
     "Your answer {answer!r} does not look like what the question asks for ({reason}). Check the question "
-    "and give FINAL(answer) again with the right kind of value."
+    "and reply with FINAL and the right kind of value, e.g. FINAL(42) for a number."
+)
+
+UNSEEN_NOTE = (
+    "Your answer {answer!r} appears nowhere in the REPL output you have seen. Answer with the value "
+    "the output shows, or compute and print it in a ```repl block first."
 )
 
 PLAN_NOTE = (
     "Your FINAL reads like a plan, not an answer. Carry the plan out in ```repl blocks, then give "
-    "FINAL(answer) with only the value the question asks for."
+    "FINAL with only the value the question asks for, e.g. FINAL(42)."
 )
 
 
 FORCED_FINAL_PROMPT = (
     "You have no more {what}. Using only what you found so far, answer the question now: "
-    "reply with FINAL(your answer) and nothing else."
+    "reply with FINAL and the value itself, e.g. FINAL(42) or FINAL(\"Paris\"), and nothing else."
 )
 
 FORM_CHECK_PROMPT = """\
 Question: {query}
-Proposed answer: {answer}
 
-Is the proposed answer the kind of value the question asks for (for example a number when it asks \
-how many, a name when it asks who, a list when it asks which ones)? It does not matter whether it is \
-correct. Reply "yes" or "no", then a few words why."""
+What kind of value does this question ask for? Reply with one word from: number, name, word, list, date, text."""
 
 
 def system_prompt(*, max_output_chars: int, allow_rlm: bool) -> str:
@@ -129,7 +131,7 @@ def describe_context(meta: dict[str, Any]) -> str:
     if kind == "list":
         first = meta.get("chunk_lengths") or []
         extra = f" The first items' lengths: {first[:10]}." if first else ""
-        return f"a list of {length:,} items.{extra}"
+        return f"a list of {length:,} items (iterate over it: `for item in context`).{extra}"
     if kind == "dict":
         keys = ", ".join(meta.get("keys") or [])
         return f"a dict with {length:,} keys ({keys})."

@@ -132,6 +132,7 @@ class RLMState(TypedDict, total=False):
     proposed: dict[str, Any] | None  # a FINAL not yet accepted: {answer, iteration, source}
     budget_hit: str | None  # a budget a sub-call request found spent
     guard_used: bool  # the grounding guard fired once already
+    stuck: int  # stuck-loop notes in a row
     form_checks: int  # answer-form checks made
     # the end
     final_answer: str | None

@@ -19,7 +19,23 @@ from rlm_graph.nodes.generate import conversation
 from rlm_graph.sandboxes.protocol import CellResult
 
 
+_FENCE_LINE = re.compile(r"^```.*$", re.MULTILINE)
 _PLAN = re.compile(r"\s*(first,? i|i will|i'll|i need to|i am going to|let me|let's|we need to|we will|to answer this|step 1|next,? i)\b", re.IGNORECASE)
+
+
+_RECORDED = re.compile(r"^FINAL answer recorded.*$", re.MULTILINE)
+_TOKEN = re.compile(r"[A-Za-z0-9]+(?:[.][0-9]+)?")
+
+
+def _unseen(answer: str, state: RLMState) -> bool:
+    """True if no part of ``answer`` appears in any output the model was shown."""
+    if answer.strip().lower() in ("yes", "no", "true", "false", "none", "0"):
+        return False
+    seen = "\n".join(_RECORDED.sub("", (c.get("stdout") or "") + (c.get("stderr") or "")) for c in state.get("cells") or []).lower()
+    tokens = [t for t in _TOKEN.findall(answer.lower()) if len(t) > 1 or t.isdigit()]
+    if not seen.strip() or not tokens:
+        return False
+    return not any(t in seen for t in tokens)
 
 
 def _saw_output_before(state: RLMState, iteration: int) -> bool:
@@ -27,14 +43,36 @@ def _saw_output_before(state: RLMState, iteration: int) -> bool:
 
 
 def _form_ok(state: RLMState, ctx: RLMContext, answer: str) -> tuple[bool, str, dict[str, Any]]:
-    """Ask the sub-model whether the answer has the form the question asks for."""
-    prompt = prompts.FORM_CHECK_PROMPT.format(query=state.get("query", ""), answer=answer[:500])
+    """Ask the sub-model what kind of value the question wants; check the answer's form in code.
+
+    A small model asked "is this answer of the right form?" says no to right answers; asked only
+    for the kind (number, name, list ...) it is reliable, and the check itself needs no model.
+    """
+    prompt = prompts.FORM_CHECK_PROMPT.format(query=state.get("query", ""))
     try:
         reply = call_model(ctx.sub, [HumanMessage(prompt)], label=ctx.sub_label, prices=ctx.prices)
     except ModelError:
         return True, "", {}
-    verdict = reply.text.strip().lower()
-    return not verdict.startswith("no"), reply.text.strip()[3:120].strip(" .,:-"), reply.usage
+    words = re.findall(r"[a-z]+", reply.text.lower())
+    kind = next((w for w in words if w in _KINDS), "text")
+    ok, reason = _fits(kind, answer)
+    return ok, reason, reply.usage
+
+
+_KINDS = ("number", "name", "word", "list", "date", "text")
+
+
+def _fits(kind: str, answer: str) -> tuple[bool, str]:
+    """Whether ``answer`` has the form of ``kind``; the reason when not."""
+    text = answer.strip()
+    numeric = re.fullmatch(r"[\d.,\s%$-]+", text) is not None
+    if kind == "number" and not re.search(r"\d", text):
+        return False, "the question asks for a number"
+    if kind in ("name", "word") and numeric:
+        return False, f"the question asks for a {kind}, not a number"
+    if kind in ("name", "word") and len(text.split()) > 8:
+        return False, f"the question asks for a {kind}, not a sentence"
+    return True, ""
 
 
 def check_final(state: RLMState, runtime: Runtime[RLMContext], *, defaults: RLMContext | None = None) -> dict[str, Any]:
@@ -47,6 +85,11 @@ def check_final(state: RLMState, runtime: Runtime[RLMContext], *, defaults: RLMC
         if ctx.grounding_guard and not state.get("guard_used") and not _saw_output_before(state, int(proposed.get("iteration") or 0)):
             return {"proposed": None, "guard_used": True, "messages": [{"role": "user", "content": prompts.GROUNDING_NOTE}]}
         checks = int(state.get("form_checks") or 0)
+        if checks < 2 and ctx.answer_check and _unseen(answer, state):
+            # A small model often answers with a placeholder (12345) right after its code printed
+            # the real value: an answer none of whose parts the REPL ever showed goes back once.
+            note = prompts.UNSEEN_NOTE.format(answer=answer[:200])
+            return {"proposed": None, "form_checks": checks + 1, "messages": [{"role": "user", "content": note}]}
         if checks < 2 and _PLAN.match(answer) and len(answer) > 20:
             # "First I will count the lines..." is a plan, not an answer: no model call needed to see it
             return {"proposed": None, "form_checks": checks + 1, "messages": [{"role": "user", "content": prompts.PLAN_NOTE}]}
@@ -77,6 +120,7 @@ _WHAT = {
     "max_seconds": "time left",
     "max_subcalls": "sub-calls left",
     "context_overflow": "room in your context window",
+    "stuck_loop": "new ideas to try",
 }
 
 
@@ -95,7 +139,7 @@ def _forced_final(state: RLMState, ctx: RLMContext, limits: Limits, limit: str) 
             break
         update["usage"] = reply.usage
         update["messages"] = [ask, {"role": "assistant", "content": reply.text}]
-        final = find_final(reply.text)
+        final = find_final(reply.text) or find_final(_FENCE_LINE.sub("", reply.text))  # FINAL written in a code block too
         if final is not None and final.var is not None:
             answer = _read_var(state, ctx, final.var) or final.var
         elif final is not None:

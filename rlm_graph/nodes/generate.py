@@ -31,9 +31,9 @@ def conversation(state: RLMState, limits: Limits, *, keep_last: int | None = Non
     return msgs
 
 
-def _last_code(state: RLMState) -> str | None:
-    cells = state.get("cells") or []
-    return normalize_code(cells[-1]["code"]) if cells else None
+def _recent_code(state: RLMState) -> set[str]:
+    """The last three cells' code: a reply that repeats one of them (A, B, A loops too) is stuck."""
+    return {normalize_code(c["code"]) for c in (state.get("cells") or [])[-3:]}
 
 
 def _defined(name: str, state: RLMState, blocks: list[str]) -> bool:
@@ -42,6 +42,11 @@ def _defined(name: str, state: RLMState, blocks: list[str]) -> bool:
     if any(name in (c.get("vars") or {}) for c in cells[-3:]):
         return True
     return any(re.search(rf"\b{re.escape(name)}\s*(=[^=]|,|\+=)|for\s+{re.escape(name)}\b|def\s+{re.escape(name)}\b", b) for b in blocks)
+
+
+def _shown(word: str, state: RLMState) -> bool:
+    """True if ``word`` appeared in a REPL output: FINAL(saffron) then means the word itself."""
+    return any(re.search(rf"\b{re.escape(word)}\b", c.get("stdout") or "") for c in state.get("cells") or [])
 
 
 def generate(state: RLMState, runtime: Runtime[RLMContext], *, defaults: RLMContext | None = None) -> dict[str, Any]:
@@ -68,16 +73,22 @@ def generate(state: RLMState, runtime: Runtime[RLMContext], *, defaults: RLMCont
     }
     blocks = code_blocks(text)
     final = find_final(text)
-    if blocks and normalize_code(blocks[0]) == _last_code(state) and len(blocks) == 1 and final is None:
-        # The same block twice in a row: the model is stuck. Don't run it again; ask for an answer.
+    if blocks and final is None and all(normalize_code(b) in _recent_code(state) for b in blocks):
+        # Code it has just run: the model is stuck. Don't run it again; ask for an answer, and
+        # after two such notes in a row end the run with one forced answer.
+        stuck = int(state.get("stuck") or 0) + 1
         update["messages"].append({"role": "user", "content": prompts.STUCK_NOTE})
-        update["queue"] = []
+        update.update(queue=[], stuck=stuck)
+        if stuck >= 2:
+            update["budget_hit"] = "stuck_loop"
         return update
-    if final is not None and final.var is not None and (_defined(final.var, state, blocks) or not final.var[0].isupper()):
+    update["stuck"] = 0
+    if final is not None and final.var is not None and (_defined(final.var, state, blocks) or not (final.var[0].isupper() or _shown(final.var, state))):
         # FINAL(total): the variable's value; if there is none, the REPL says so and lists what exists.
         blocks.append(f"FINAL_VAR({final.var!r})")
     elif final is not None and final.var is not None:
-        # FINAL(Paris) with no variable called Paris: the model meant the word itself.
+        # FINAL(Paris), or FINAL(saffron) after the output showed "saffron", with no such
+        # variable: the model meant the word itself.
         update["proposed"] = {"answer": final.var, "iteration": iteration, "source": "text"}
     elif final is not None:
         update["proposed"] = {"answer": final.answer, "iteration": iteration, "source": "text"}

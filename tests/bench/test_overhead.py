@@ -12,7 +12,7 @@ import pytest
 from rlm_graph.bench import jobs
 from rlm_graph.bench.loopback import Request
 from rlm_graph.bench.overhead import OverheadConfig, run_overhead, summarize
-from rlm_graph.bench.scenarios import _max_in_flight, context_file, final_cell, loop_script
+from rlm_graph.bench.scenarios import _max_in_flight, context_file, final_reply, loop_script
 
 HAVE_RLMS = jobs.installed_rlms(jobs.DEFAULT_RLMS_VENV) == jobs.RLMS_VERSION
 
@@ -30,9 +30,8 @@ def _cfg(tmp_path: Path, **kw: Any) -> OverheadConfig:
 def test_scripts_end_with_each_librarys_own_final_cell() -> None:
     ours, theirs = loop_script("rlm-graph", 3), loop_script("rlms", 3)
     assert "x0 = 0" in ours(0) and "x1 = 1" in theirs(1)
-    assert 'FINAL(str("done"))' in ours(2) and ours(7) == ours(2)
+    assert "FINAL(result)" in ours(2) and ours(2) == final_reply("rlm-graph") and ours(7) == ours(2)
     assert 'answer["ready"] = True' in theirs(2)
-    assert "FINAL(str(len(context)))" in final_cell("rlm-graph", "len(context)")
 
 
 def test_max_in_flight() -> None:
