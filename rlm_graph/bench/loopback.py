@@ -34,7 +34,7 @@ class Request:
     arrived: float
     done: float = 0.0
     delivered: bool = False
-    tail: str = ""  # the end of the last message (what the client was last shown)
+    tail: str = ""  # the end of the last few messages (what the client was last shown)
 
     @property
     def seconds(self) -> float:
@@ -129,8 +129,8 @@ class LoopbackServer:
         """Build the reply to one request and record it."""
         messages = body.get("messages") or []
         role = "root" if messages and messages[0].get("role") == "system" else "sub"
-        last = str(messages[-1].get("content")) if messages else ""
-        record = Request(role, _call_key(role, messages), len(messages), time.monotonic(), tail=last[-500:])
+        recent = "\n".join(str(m.get("content")) for m in messages[-3:])  # rlms puts a turn prompt after the output
+        record = Request(role, _call_key(role, messages), len(messages), time.monotonic(), tail=recent[-1000:])
         with self.lock:
             self.requests.append(record)
         if self.on_arrival is not None:

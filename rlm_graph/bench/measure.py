@@ -127,3 +127,18 @@ def versions(*names: str) -> dict[str, str | None]:
         except PackageNotFoundError:
             out[n] = None
     return out
+
+
+def source_revision() -> dict[str, Any] | None:
+    """The git commit rlm-graph runs from, and the files of the package changed since (None outside a checkout)."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[2]
+    try:
+        head = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--", "rlm_graph"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if head.returncode != 0:
+        return None
+    return {"commit": head.stdout.strip(), "changed": [line[3:] for line in dirty.stdout.splitlines()]}

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from rlm_graph.bench import jobs, scenarios
-from rlm_graph.bench.measure import machine, versions
+from rlm_graph.bench.measure import machine, source_revision, versions
 from rlm_graph.bench.scenarios import MB
 
 SCENARIOS = ("iterations", "fanout", "context", "resume")
@@ -152,6 +152,7 @@ def run_overhead(cfg: OverheadConfig, progress: Progress = print) -> dict[str, A
         "kind": "overhead",
         "machine": {**started, "loadavg_end": [round(x, 2) for x in os.getloadavg()]},
         "versions": lib_versions,
+        "revision": source_revision(),
         "config": config,
         "rows": rows,
         "summary": summarize(rows),

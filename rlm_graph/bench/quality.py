@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from rlm_graph.bench import jobs
+from rlm_graph.bench.measure import source_revision
 from rlm_graph.bench.tasks import SUITES, Task, load_suite, score
 from rlm_graph.errors import ConfigurationError
 
@@ -247,6 +248,8 @@ def run_rlms(task: Task, ep: Endpoint, cfg: QualityConfig) -> dict[str, Any]:
     }
 
 
+_REVISION = source_revision()
+
 RUNNERS: dict[str, Callable[[Task, Endpoint, QualityConfig], dict[str, Any]]] = {"rlm": run_rlm, "base": run_base, "rlms": run_rlms}
 
 
@@ -273,6 +276,7 @@ def run_task(method: str, task: Task, ep: Endpoint, cfg: QualityConfig) -> dict[
         "endpoint": {"root": ep.base_url, "sub": ep.sub_base_url},
         "max_iterations": cfg.max_iterations,
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "revision": _REVISION,
     }
     start = time.monotonic()
     try:

@@ -35,7 +35,7 @@ Rules:
 
 Example: find lines
 ```repl
-hits = [line for line in context.splitlines() if "ERROR" in line]
+hits = [line for line in context.splitlines() if "error" in line.lower()]
 print(len(hits))
 print(hits[:10])
 ```
