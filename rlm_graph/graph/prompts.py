@@ -62,7 +62,7 @@ TASK_PROMPT = """\
 Question: {query}
 
 The context: {description}
-Preview:
+Its first characters (only a preview; the whole data is in the variable `context`):
 {preview}
 
 Write a ```repl block to start exploring the context."""

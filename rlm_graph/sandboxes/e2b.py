@@ -14,6 +14,7 @@ import os
 import queue
 import shlex
 import threading
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -128,12 +129,17 @@ class E2BTransport(Transport):
     def _on_stderr(self, chunk: str) -> None:
         self._err_tail.append(chunk[-500:])
 
-    def _upload(self, local_path: Path, remote: str) -> None:
-        with open(local_path, "rb") as f:  # a file object is streamed in chunks, not read whole
-            try:
-                self._sbx.files.write(remote, f)
-            except Exception as exc:
-                raise SandboxError(f"could not upload {local_path} to the E2B sandbox: {exc}") from exc
+    def _upload(self, local_path: Path, remote: str, attempts: int = 3) -> None:
+        for attempt in range(1, attempts + 1):
+            with open(local_path, "rb") as f:  # a file object is streamed in chunks, not read whole
+                try:
+                    self._sbx.files.write(remote, f)
+                    return
+                except Exception as exc:  # a reset connection is worth another try; the rest is not
+                    transient = "reset" in str(exc).lower() or "connection" in type(exc).__name__.lower()
+                    if attempt == attempts or not transient:
+                        raise SandboxError(f"could not upload {local_path} to the E2B sandbox: {exc}") from exc
+                    time.sleep(0.2 * attempt)
 
     def send(self, line: str) -> None:
         if self._closed or self._handle is None:

@@ -264,8 +264,10 @@ def _restore() -> list:
             if name in _NS or _NS.get("__rlm_installed__"):
                 restored.append(name)
             _NS[name] = fn
-    if "context" not in _NS and _CONTEXT_SOURCE:
-        _NS["context"] = _load(_CONTEXT_SOURCE["path"], _CONTEXT_SOURCE["format"])
+    if _CONTEXT_SOURCE and ("context" not in _NS or _NS["context"] is not _CONTEXT_SOURCE.get("value")):
+        # Small models paste the preview into `context = """..."""` and then search that: the
+        # name always means the whole data. (A cell may still bind other names to it.)
+        _NS["context"] = _CONTEXT_SOURCE["value"]
         restored.append("context")
     _NS["__rlm_installed__"] = True
     return restored
@@ -373,9 +375,10 @@ def _exec_cell(cell: int, code: str, timeout: float, limit: int) -> dict:
     restored = _restore()
     stderr = err.getvalue()
     if restored:
-        stderr += "note: %s %s restored: the REPL's own names cannot be replaced.\n" % (
+        stderr += "note: %s %s restored: the REPL's own names cannot be replaced.%s\n" % (
             ", ".join(restored),
             "was" if len(restored) == 1 else "were",
+            " `context` always holds the whole data: use it directly, or give your copy another name." if "context" in restored else "",
         )
     final = _CH.final
     _CH.final = None
@@ -440,7 +443,7 @@ def main() -> None:
                 start = time.time()
                 value = _load(msg["path"], msg.get("format", "auto"))
                 _NS["context"] = value
-                _CONTEXT_SOURCE.update(path=msg["path"], format=msg.get("format", "auto"))
+                _CONTEXT_SOURCE.update(path=msg["path"], format=msg.get("format", "auto"), value=value)
                 meta = _meta(value)
                 meta["load_seconds"] = round(time.time() - start, 3)
                 _send({"type": "loaded", "meta": meta})

@@ -250,3 +250,9 @@ def test_auto_without_bubblewrap_falls_back_with_one_note(monkeypatch: pytest.Mo
         LocalTransport(isolation="bwrap")
     for t in transports:
         t.close()
+
+
+def test_reassigning_context_is_undone_with_a_note(session: SandboxSession) -> None:
+    out = run(session, 0, 'context = """alpha 1\nbeta"""\nprint(len(context))')
+    assert out.stdout == "12\n" and "`context` always holds the whole data" in out.stderr
+    assert run(session, 1, "len(context)").stdout == "23\n"
