@@ -6,6 +6,7 @@ import json
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -49,19 +50,22 @@ def test_failed_run_is_listed_and_resumed(scripted: Any, tmp_path: Path) -> None
 def test_ctrl_c_stops_cleanly_and_says_how_to_resume(scripted: Any, tmp_path: Path) -> None:
     (tmp_path / "c.txt").write_text("alpha beta gamma")
     slow = {"on": True}
+    waiting = threading.Event()
 
     def root(messages: list[dict[str, Any]]) -> Any:
         reply = SCRIPT[_turn(messages)]
-        return {"text": reply, "delay": 30} if _turn(messages) == 1 and slow["on"] else reply
+        if _turn(messages) == 1 and slow["on"]:
+            waiting.set()  # the runner now waits for this slow reply
+            return {"text": reply, "delay": 6}
+        return reply
 
     srv = scripted(root)
     args = [sys.executable, "-m", "rlm_graph.cli", "run", "--context", "c.txt", "--query", "q", "--thread-id", "job-2", "--model", "m", "--base-url", srv.base_url]
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 60
-    while len(srv.root_requests()) < 2 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    assert waiting.wait(60)
+    time.sleep(0.2)
     proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=30)
+    out, err = proc.communicate(timeout=90)  # the call in flight finishes and is saved first
     assert proc.returncode == 130
     assert "resume with: rlm-graph resume job-2" in err and "Traceback" not in err
     slow["on"] = False
