@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from langgraph.runtime import Runtime
 from rlm_graph.contexts import check_file, format_for, write_value
 from rlm_graph.errors import ConfigurationError
 from rlm_graph.graph.settings import Limits, RLMContext
-from rlm_graph.graph.state import RLMState
+from rlm_graph.graph.state import RLMState, total_cost, total_tokens
 from rlm_graph.models.calls import call_model
 from rlm_graph.sandboxes import POOL, SandboxSession, transport_factory
 from rlm_graph.sandboxes.protocol import SubRequest
@@ -182,10 +183,6 @@ def close_session(state: RLMState) -> None:
 
 def remaining(limits: Limits, state: RLMState, ctx: RLMContext) -> dict[str, Any]:
     """What is left of each whole-tree budget (None where unlimited)."""
-    import time
-
-    from rlm_graph.graph.state import total_cost, total_tokens
-
     usage = state.get("usage") or {}
     return {
         "max_subcalls": None if limits.max_subcalls is None else limits.max_subcalls - int(state.get("n_subcalls") or 0),

@@ -16,7 +16,7 @@ from langgraph.types import interrupt
 
 from rlm_graph.errors import SandboxTimeout, WorkerCrashed
 from rlm_graph.graph import prompts
-from rlm_graph.graph.runtime import open_session, settings_of, spent_budget
+from rlm_graph.graph.runtime import open_session, remaining, settings_of, spent_budget
 from rlm_graph.graph.settings import Limits, RLMContext
 from rlm_graph.graph.state import CLEAR, ActiveCell, Cell, RLMState, RequestRecord, SubAnswer
 from rlm_graph.sandboxes import POOL
@@ -131,8 +131,7 @@ def execute(state: RLMState, runtime: Runtime[RLMContext], *, defaults: RLMConte
 
 
 def _child_limits(limits: Limits, state: RLMState, ctx: RLMContext) -> dict[str, Any]:
-    from rlm_graph.graph.runtime import remaining
-
+    """The limits a child run gets: the parent's, with what is left of the whole-tree budgets."""
     left = remaining(limits, state, ctx)
     out = limits.as_dict()
     for name in ("max_subcalls", "max_tokens", "max_cost_usd"):
