@@ -21,8 +21,6 @@ from rlm_graph.sandboxes.protocol import CellResult
 
 _FENCE_LINE = re.compile(r"^```.*$", re.MULTILINE)
 _PLAN = re.compile(r"\s*(first,? i|i will|i'll|i need to|i am going to|let me|let's|we need to|we will|to answer this|step 1|next,? i)\b", re.IGNORECASE)
-
-
 _RECORDED = re.compile(r"^FINAL answer recorded.*$", re.MULTILINE)
 _TOKEN = re.compile(r"[A-Za-z0-9]+(?:[.][0-9]+)?")
 
@@ -94,11 +92,11 @@ def check_final(state: RLMState, runtime: Runtime[RLMContext], *, defaults: RLMC
             # "First I will count the lines..." is a plan, not an answer: no model call needed to see it
             return {"proposed": None, "form_checks": checks + 1, "messages": [{"role": "user", "content": prompts.PLAN_NOTE}]}
         usage: dict[str, Any] = {}
-        if ctx.answer_check and int(state.get("form_checks") or 0) < 2:
+        if ctx.answer_check and checks < 2:
             ok, reason, usage = _form_ok(state, ctx, answer)
             if not ok:
                 note = prompts.FORM_NOTE.format(answer=answer[:200], reason=reason or "wrong kind of value")
-                return {"proposed": None, "form_checks": int(state.get("form_checks") or 0) + 1, "usage": usage,
+                return {"proposed": None, "form_checks": checks + 1, "usage": usage,
                         "messages": [{"role": "user", "content": note}]}
         close_session(state)
         return {"final_answer": answer, "stopped_by": "final", "proposed": None, "usage": usage}

@@ -121,11 +121,12 @@ def execute(state: RLMState, runtime: Runtime[RLMContext], *, defaults: RLMConte
         del requests[req.ordinal + 1 :]
         depth = int(state.get("depth") or 0)
         contexts = req.contexts or [None] * len(req.prompts)
+        child_limits = _child_limits(limits, state, ctx)  # the same for every prompt of the request
+        keys = [answer_key(active["index"], req.ordinal, i, h) for i, h in enumerate(req.hashes)]
         pending = [
-            {"key": answer_key(active["index"], req.ordinal, i, h), "kind": req.kind, "prompt": p, "context": c, "depth": depth,
-             "run_id": state["run_id"], "limits": _child_limits(limits, state, ctx)}
-            for i, (p, h, c) in enumerate(zip(req.prompts, req.hashes, contexts))
-            if answer_key(active["index"], req.ordinal, i, h) not in answers
+            {"key": key, "kind": req.kind, "prompt": p, "context": c, "depth": depth, "run_id": state["run_id"], "limits": child_limits}
+            for key, p, c in zip(keys, req.prompts, contexts)
+            if key not in answers
         ]
         return {**update, "active": {**active, "requests": requests}, "pending": pending}
 

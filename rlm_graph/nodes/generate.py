@@ -73,7 +73,8 @@ def generate(state: RLMState, runtime: Runtime[RLMContext], *, defaults: RLMCont
     }
     blocks = code_blocks(text)
     final = find_final(text)
-    if blocks and final is None and all(normalize_code(b) in _recent_code(state) for b in blocks):
+    recent = _recent_code(state)
+    if blocks and final is None and all(normalize_code(b) in recent for b in blocks):
         # Code it has just run: the model is stuck. Don't run it again; ask for an answer, and
         # after two such notes in a row end the run with one forced answer.
         stuck = int(state.get("stuck") or 0) + 1
