@@ -7,7 +7,10 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
-CMAKE_FLAGS := -DGGML_NATIVE=ON -DGGML_CUDA=OFF -DGGML_METAL=OFF -DGGML_BLAS=OFF -DLLAMA_CURL=OFF
+# Not GGML_NATIVE: -march=native on a CPU that lists AMX (avx512 + amx-tile) compiles AMX tile code
+# that a VM without AMX permission kills with a general protection fault on the first request.
+# AVX2/FMA/F16C is what every machine of this kind has, and the wheel stays portable.
+CMAKE_FLAGS := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_CUDA=OFF -DGGML_METAL=OFF -DGGML_BLAS=OFF -DLLAMA_CURL=OFF
 
 .PHONY: demo test test-slow test-model test-all model models-stop lint clean
 

@@ -314,6 +314,7 @@ def _start(
             if time.monotonic() - begin > timeout:
                 raise ModelError(f"the {role} server did not answer within {timeout:.0f} s; log tail:\n{_tail(log_path)}")
             time.sleep(0.25)
+        _first_request(role, pid, port, spec.alias, log_path, timeout)
     except BaseException:
         _terminate(pid)
         del state[role]
@@ -321,6 +322,34 @@ def _start(
         raise
     report(f"the {role} server is ready ({time.monotonic() - begin:.1f} s)")
     return entry
+
+
+def _first_request(role: str, pid: int, port: int, alias: str, log_path: Path, timeout: float) -> None:
+    """One token of generation, so a build that cannot run on this CPU fails here, with a hint.
+
+    A llama.cpp built with ``-march=native`` on a CPU that lists AMX answers ``/v1/models`` and
+    then dies of a general protection fault on its first matrix product.
+    """
+    body = json.dumps({"model": alias, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 1}).encode()
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/v1/chat/completions", data=body,
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=max(timeout, 60.0)) as response:
+            response.read()
+        return
+    except (OSError, ValueError) as exc:
+        failure = exc
+    time.sleep(0.5)
+    code = _reap(pid)
+    if code is None and _port_open(port):
+        raise ModelError(f"the {role} server failed its first request: {failure}; log tail:\n{_tail(log_path)}")
+    raise ModelError(
+        f"the {role} server crashed on its first request (exit code {code}). A llama-cpp-python built for "
+        "this CPU's every feature does this where the machine lists AMX but does not allow it; rebuild it "
+        "for AVX2: CMAKE_ARGS=\"-DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON\" "
+        "pip install --no-cache-dir --force-reinstall --no-deps 'llama-cpp-python[server]==0.3.36' "
+        f"(the Makefile does this). Log tail:\n{_tail(log_path)}"
+    )
 
 
 def _served_models(port: int, timeout: float = 2.0) -> set[str]:

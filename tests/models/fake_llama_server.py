@@ -5,6 +5,7 @@ Environment knobs for tests:
     FAKE_SERVER_STARTS     a file to which each start appends its pid
     FAKE_SERVER_IGNORE_TERM  set to ignore SIGTERM (tests the SIGKILL fallback)
     FAKE_SERVER_EXIT       exit at once with this code, after printing a message
+    FAKE_SERVER_CRASH      set to die of SIGSEGV on the first chat request (a build the CPU cannot run)
 """
 
 from __future__ import annotations
@@ -55,6 +56,9 @@ def main() -> None:
                 self.send_error(404)
                 return
             request = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+            if os.environ.get("FAKE_SERVER_CRASH"):
+                print("fake server: crashing on the first request", flush=True)
+                os.kill(os.getpid(), signal.SIGSEGV)
             text = f"echo: {request['messages'][-1]['content']} (model file {model_size} bytes)"
             self._send({
                 "id": "chatcmpl-fake", "object": "chat.completion", "created": int(time.time()), "model": alias,

@@ -222,6 +222,16 @@ def test_a_server_that_dies_reports_its_log(model: FakeModel, cache: Path, monke
     assert status(cache=cache) == []
 
 
+def test_a_server_that_crashes_on_its_first_request_is_named_with_the_rebuild(
+    model: FakeModel, cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec, _, _ = model
+    monkeypatch.setenv("FAKE_SERVER_CRASH", "1")
+    with pytest.raises(ModelError, match=r"(?s)crashed on its first request \(exit code -11\).*GGML_NATIVE=OFF.*crashing on the first"):
+        servers(cache, spec)
+    assert status(cache=cache) == []
+
+
 def test_a_silent_server_times_out_and_is_killed(model: FakeModel, cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     spec, _, _ = model
     starts = cache.parent / "starts.txt"
