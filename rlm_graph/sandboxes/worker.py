@@ -283,13 +283,183 @@ def _number(s: str):
             return s
 
 
+#: How much of a text context is read at a time (the loader's extra memory, about).
+_LOAD_CHUNK = 8 << 20
+#: For each width of str (0: ASCII, 1: Latin-1, 2: UCS-2, 4: UCS-4): its largest character and
+#: the codec that gives its characters' bytes as CPython stores them.
+_MAXCHAR = {0: 0x7F, 1: 0xFF, 2: 0xFFFF, 4: 0x10FFFF}
+_LAYOUT_CODEC = {0: "ascii", 1: "latin-1", 2: "utf-16-le", 4: "utf-32-le"}
+_STR_LAYOUT: list = []  # [(PyUnicode_New, data offset of an ASCII str, of any other)], or [None]
+
+
+def _read_text(path: str, chunk: int = _LOAD_CHUNK) -> str:
+    """The file as ``open(path, encoding="utf-8", errors="replace").read()`` returns it, in about
+    half the peak memory.
+
+    That read holds the file's bytes and the str decoded from them at once: twice the file. Here
+    the str is allocated once at its final size (CPython, through ctypes) and filled from reads of
+    ``chunk`` bytes, so the peak is the str and a chunk or two. An ASCII file without carriage
+    returns is copied in as it is read; any other (non-ASCII, invalid UTF-8, CR or CRLF line ends)
+    is decoded twice with the decoders ``open`` uses: once to learn the str's length and width,
+    once to fill it. Anything unexpected (another Python, no ctypes, a str layout that fails its
+    check, a file that changes while it is read) falls back to the plain read.
+    """
+    try:
+        text = _read_text_in_place(path, max(int(chunk), 1))
+    except Exception:
+        text = None
+    if text is None:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return f.read()
+    return text
+
+
+def _read_text_in_place(path: str, chunk: int):
+    layout = _str_layout()
+    if layout is None:
+        return None
+    with open(path, "rb") as f:
+        text = _fill_ascii(f, layout, os.fstat(f.fileno()).st_size, chunk)
+        if text is None:
+            f.seek(0)
+            text = _fill_decoded(f, layout, chunk)
+    return text
+
+
+def _fill_ascii(f, layout, size: int, chunk: int):
+    """A str of the file's ``size`` bytes if they are ASCII without a CR, else None."""
+    if size <= 0:
+        return "" if not f.read(1) else None
+    text = layout[0](size, _MAXCHAR[0])
+    view = _str_data(text, layout[1], size)
+    buf = bytearray(min(chunk, size))
+    mem = memoryview(buf)
+    pos = 0
+    try:
+        while True:
+            n = f.readinto(buf)
+            if not n:
+                break
+            # The whole buffer is checked rather than a copy of its first n bytes: past n it holds
+            # bytes that passed this same check before (or the zeros it started with).
+            if pos + n > size or not buf.isascii() or b"\r" in buf:
+                return None
+            view[pos : pos + n] = mem[:n]
+            pos += n
+    finally:
+        mem.release()
+        view.release()
+    return text if pos == size else None
+
+
+def _fill_decoded(f, layout, chunk: int):
+    """The file decoded and its line ends translated as ``open`` does, written into a str allocated
+    at its final length and width (learnt by a first pass); None if the two passes disagree."""
+    total = width = 0
+    for piece in _decoded(f, chunk):
+        total += len(piece)
+        if width < 4:
+            width = max(width, _str_width(piece))
+    if not total:
+        return ""
+    size = max(width, 1)
+    end = total * size
+    text = layout[0](total, _MAXCHAR[width])
+    view = _str_data(text, layout[1] if width == 0 else layout[2], end)
+    codec = _LAYOUT_CODEC[width]
+    f.seek(0)
+    pos = seen = 0
+    try:
+        for piece in _decoded(f, chunk):
+            if seen < width:
+                seen = max(seen, _str_width(piece))
+            data = piece.encode(codec)  # fails, or has the wrong length, on a wider character
+            if len(data) != len(piece) * size or pos + len(data) > end:
+                return None
+            view[pos : pos + len(data)] = data
+            pos += len(data)
+    finally:
+        view.release()
+    # The str must be exactly as wide as its widest character, or it would not equal the same text.
+    return text if pos == end and seen == width else None
+
+
+def _decoded(f, chunk: int):
+    """The text of binary file ``f`` in pieces, decoded and newline-translated as ``open`` does."""
+    import codecs
+
+    decoder = io.IncrementalNewlineDecoder(codecs.getincrementaldecoder("utf-8")("replace"), translate=True)
+    while True:
+        data = f.read(chunk)
+        piece = decoder.decode(data, final=not data)
+        if piece:
+            yield piece
+        if not data:
+            return
+
+
+def _str_width(s: str) -> int:
+    """Bytes per character CPython needs for ``s``: 0 (ASCII), 1, 2 or 4."""
+    if s.isascii():
+        return 0
+    try:
+        s.encode("latin-1")
+        return 1
+    except UnicodeEncodeError:
+        pass
+    return 2 if len(s.encode("utf-16-le")) == 2 * len(s) else 4
+
+
+def _str_data(text: str, offset: int, nbytes: int) -> memoryview:
+    """A writable view of the character data of ``text``, a str nothing else has seen yet."""
+    import ctypes
+
+    return memoryview((ctypes.c_char * nbytes).from_address(id(text) + offset)).cast("B")
+
+
+def _str_layout():
+    """How to build a str in place here, checked once: (PyUnicode_New, data offset of an ASCII str,
+    data offset of any other str), or None when this Python does not allow it safely."""
+    if not _STR_LAYOUT:
+        try:
+            _STR_LAYOUT.append(_probe_str_layout())
+        except Exception:
+            _STR_LAYOUT.append(None)
+    return _STR_LAYOUT[0]
+
+
+def _probe_str_layout():
+    if sys.implementation.name != "cpython":
+        return None
+    import ctypes
+
+    new = ctypes.PYFUNCTYPE(ctypes.py_object, ctypes.c_ssize_t, ctypes.c_uint32)(("PyUnicode_New", ctypes.pythonapi))
+    # A compact str's characters follow its header; sys.getsizeof counts header + characters + NUL.
+    ascii_at = sys.getsizeof("".join(("pro", "be"))) - 6
+    other_at = sys.getsizeof("".join(("\xe9", "t\xe9"))) - 4
+    layout = (new, ascii_at, other_at)
+    for first in ("a", "\xe9", "\u20ac", "\U0001f600"):
+        sample = "".join((first, "-probe-", first))  # built now: no cached UTF-8 copy, not interned
+        width = _str_width(sample)
+        data = sample.encode(_LAYOUT_CODEC[width])
+        at = ascii_at if width == 0 else other_at
+        if ctypes.string_at(id(sample) + at, len(data)) != data:
+            return None
+        built = new(len(sample), _MAXCHAR[width])
+        view = _str_data(built, at, len(data))
+        view[:] = data
+        view.release()
+        if built != sample or hash(built) != hash(sample) or sys.getsizeof(built) != sys.getsizeof(sample):
+            return None
+    return layout
+
+
 def _load(path: str, fmt: str):
     if fmt == "auto":
         low = path.lower()
         fmt = "json" if low.endswith(".json") else "jsonl" if low.endswith(".jsonl") else "csv" if low.endswith(".csv") else "text"
     if fmt == "text":
-        with open(path, encoding="utf-8", errors="replace") as f:
-            return f.read()
+        return _read_text(path)
     if fmt == "json":
         with open(path, encoding="utf-8") as f:
             return json.load(f)
