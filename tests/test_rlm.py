@@ -248,6 +248,15 @@ def test_a_repeating_loop_ends_with_a_forced_answer(rlm_for: Any) -> None:
     assert result.cells == 2
 
 
+def test_a_loop_with_prose_between_its_repeats_ends_too(rlm_for: Any) -> None:
+    # Seen on the 1.5B model: the same search, "it is not mentioned", the same search, ... for 20 turns.
+    a, prose = repl("print(search('absent phrase'))"), "The value is not mentioned in the text."
+    rlm, srv = rlm_for([a, prose, a, prose, a, 'FINAL("none")'])
+    result = rlm.completion("ctx", "q")
+    assert result.stopped_by == "stuck_loop" and result.answer == "none"
+    assert result.cells == 1 and result.iterations == 5
+
+
 def test_forced_final_reads_a_final_written_in_code(rlm_for: Any) -> None:
     rlm, _ = rlm_for([repl("x = 5\nprint(x)"), repl("print(6)"), repl("FINAL(x)")], max_iterations=2)
     result = rlm.completion("ctx", "q")

@@ -21,6 +21,7 @@ the user then shows you the code's output. Variables persist between blocks.
 
 The REPL has:
 - `context`: the data.
+- `search(text)`: finds `text` in `context` (ignoring case); returns a list with the text around each match (the whole line when lines are short).
 - `llm_query(prompt)`: asks a language model about a piece of text you put in the prompt (it cannot \
 see `context`); returns a string. Use it for judgements code cannot make.
 - `llm_query_batched(prompts)`: many llm_query calls at once, in parallel; returns a list of strings.
@@ -28,14 +29,14 @@ see `context`); returns a string. Use it for judgements code cannot make.
 - `print(...)`: shows values. Output longer than {max_output_chars} characters is cut.
 
 Rules:
-1. Look at the data first: print the matching lines or items themselves, not only how many there are.
+1. Look at the data first: print the matching text itself (search shows it), not only how many matches there are.
 2. Count, search and compute with code. Never guess a number.
 3. Write one ```repl block per reply, then stop and wait for its output.
 4. When the output shows the answer, call FINAL(answer) with only what the question asks for.
 
-Example: find lines
+Example: find where something is mentioned
 ```repl
-hits = [line for line in context.splitlines() if "error" in line.lower()]
+hits = search("error")
 print(len(hits))
 print(hits[:10])
 ```

@@ -83,7 +83,8 @@ def generate(state: RLMState, runtime: Runtime[RLMContext], *, defaults: RLMCont
         if stuck >= 2:
             update["budget_hit"] = "stuck_loop"
         return update
-    update["stuck"] = 0
+    if blocks or final is not None:
+        update["stuck"] = 0  # a reply with neither (prose) keeps the count: A, prose, A, prose, A is a loop too
     if final is not None and final.var is not None and (_defined(final.var, state, blocks) or not (final.var[0].isupper() or _shown(final.var, state))):
         # FINAL(total): the variable's value; if there is none, the REPL says so and lists what exists.
         blocks.append(f"FINAL_VAR({final.var!r})")

@@ -27,6 +27,7 @@ import csv
 import io
 import json
 import os
+import re
 import signal
 import sys
 import time
@@ -44,6 +45,7 @@ _RESERVED = (
     "FINAL",
     "FINAL_VAR",
     "SHOW_VARS",
+    "search",
 )
 
 
@@ -225,6 +227,66 @@ def SHOW_VARS() -> dict:
     return _user_vars()
 
 
+def search(pattern, window=150, text=None, regex=False, case=False) -> list:
+    """Find `pattern` in `context` (or in `text`) and return the text around every match.
+
+    A match in a short line gives the whole line (once per line); a match in a long line (or in a
+    text with no line breaks) gives `window` characters either side of it. The search ignores case
+    unless `case=True`; `regex=True` reads `pattern` as a regular expression. On a list the items
+    are searched one by one, on a dict its "key: value" pairs.
+    """
+    if not isinstance(pattern, str) or not pattern:
+        raise TypeError("search(pattern): pattern must be a non-empty string, got %r" % (pattern,))
+    source = _NS.get("context") if text is None else text
+    window = max(0, int(window))
+    flags = 0 if case else re.IGNORECASE
+    compiled = re.compile(pattern if regex else re.escape(pattern), flags)
+    if isinstance(source, dict):
+        source = ["%s: %s" % (k, v) for k, v in source.items()]
+    if isinstance(source, (list, tuple)):
+        hits = []
+        for item in source:
+            hits.extend(search(pattern, window, item if isinstance(item, str) else str(item), regex, case))
+        return hits
+    if not isinstance(source, str):
+        source = str(source)
+    hits, last_line = [], -1
+    for m in compiled.finditer(source):
+        start = source.rfind("\n", 0, m.start()) + 1
+        end = source.find("\n", m.end())
+        end = len(source) if end < 0 else end
+        if end - start <= 2 * window + (m.end() - m.start()):
+            if start != last_line:
+                hits.append(source[start:end])
+                last_line = start
+        else:
+            hits.append(source[max(start, m.start() - window):min(end, m.end() + window)])
+    if not hits and text is None and not regex:
+        _search_hint(pattern, source, flags)
+    return hits
+
+
+_WORD = re.compile(r"[^\W_](?:[\w'-]*[^\W_])?")
+
+
+def _search_hint(pattern: str, source: str, flags: int) -> None:
+    """Print how often each word of a phrase that matched nothing occurs (capped), so the model
+    can search a shorter text ("magic number for X" when the data says "magic numbers for X")."""
+    words = list(dict.fromkeys(w for w in _WORD.findall(pattern) if len(w) > 2))[:8]
+    if len(words) < 2:
+        return
+    counts = []
+    for word in words:
+        n = 0
+        for _ in re.finditer(re.escape(word), source, flags):
+            n += 1
+            if n >= 1000:
+                break
+        counts.append("%r %s" % (word, "1000+" if n >= 1000 else n))
+    print("search(%r) found nothing. Each word alone is found: %s. Search a shorter text, e.g. the rarest word."
+          % (pattern, ", ".join(counts)))
+
+
 def _short(s: str, n: int = 200) -> str:
     s = str(s)
     return s if len(s) <= n else s[:n] + "..."
@@ -253,6 +315,7 @@ _FUNCS = {
     "FINAL": FINAL,
     "FINAL_VAR": FINAL_VAR,
     "SHOW_VARS": SHOW_VARS,
+    "search": search,
 }
 
 

@@ -1,0 +1,84 @@
+"""The REPL's ``search`` helper, run in a real worker on every installed backend.
+
+``search`` exists because the embedded 1.5B model searched a one-line haystack with
+``splitlines()`` and printed line numbers; it must show the text around a match whatever the
+context's shape.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from rlm_graph.sandboxes.session import SandboxSession
+from tests.sandboxes.conftest import run
+
+Start = Callable[..., SandboxSession]
+
+FILLER = "The grass is green. The sky is blue. "
+
+
+def _hits(session: SandboxSession, cell: int, code: str) -> list[str]:
+    out = run(session, cell, code)
+    assert out.error is None, out.error
+    value = ast.literal_eval(out.stdout.strip())
+    assert isinstance(value, list)
+    return value
+
+
+def _loaded(sandbox: Start, tmp_path: Path, text: str) -> SandboxSession:
+    path = tmp_path / "ctx.txt"
+    path.write_text(text, encoding="utf-8")
+    path.chmod(0o644)
+    session = sandbox()
+    session.load_context(path, "text")
+    return session
+
+
+def test_a_match_in_one_long_line_gives_the_text_around_it(sandbox: Start, tmp_path: Path) -> None:
+    text = FILLER * 2000 + "The code for calm-harbor is: 4711. " + FILLER * 2000
+    session = _loaded(sandbox, tmp_path, text)
+    hits = _hits(session, 0, "search('CALM-HARBOR', window=40)")
+    assert len(hits) == 1
+    assert "calm-harbor is: 4711." in hits[0]
+    assert len(hits[0]) == len("calm-harbor") + 80  # 40 characters either side, not the whole line
+
+
+def test_short_lines_come_back_whole_once_per_line(sandbox: Start, tmp_path: Path) -> None:
+    session = _loaded(sandbox, tmp_path, "a ERROR one\nok\nerror error twice\nfine\n")
+    assert _hits(session, 0, "search('error')") == ["a ERROR one", "error error twice"]
+    assert _hits(session, 1, "search('ERROR', case=True)") == ["a ERROR one"]
+    assert _hits(session, 2, r"search(r'e\w+r\s+t', regex=True)") == ["error error twice"]
+    assert _hits(session, 3, "search('absent')") == []
+
+
+def test_a_phrase_that_matches_nothing_prints_how_often_each_word_occurs(sandbox: Start, tmp_path: Path) -> None:
+    text = FILLER * 500 + "One of the special magic numbers for frozen-compass is: 123. " + FILLER * 500
+    session = _loaded(sandbox, tmp_path, text)
+    out = run(session, 0, "hits = search('special magic number for frozen-compass')\nprint(hits)")
+    assert out.stdout.splitlines()[-1] == "[]"
+    assert "'magic' 1, 'number' 1, 'for' 1, 'frozen-compass' 1" in out.stdout
+    assert "'the' 1000+" in run(session, 1, "search('the moon')").stdout  # counts are capped
+    assert run(session, 2, "search('moon')").stdout == "[]\n"  # one word: nothing to split
+
+
+def test_lists_dicts_and_explicit_text(sandbox: Start) -> None:
+    session = sandbox()
+    code = "search('x', text=['ax', 'b', {'q': 'x'}]), search('2', text={'k1': 1, 'k2': 2})"
+    out = run(session, 0, "print(list((" + code + ")))")
+    assert ast.literal_eval(out.stdout.strip()) == [["ax", "{'q': 'x'}"], ["k2: 2"]]
+
+
+@pytest.mark.parametrize("bad", ["''", "None", "3"])
+def test_a_bad_pattern_is_one_clear_error(sandbox: Start, bad: str) -> None:
+    out = run(sandbox(), 0, f"search({bad})")
+    assert out.error is not None and "pattern must be a non-empty string" in out.error
+
+
+def test_search_is_restored_when_the_code_overwrites_it(sandbox: Start, tmp_path: Path) -> None:
+    session = _loaded(sandbox, tmp_path, "needle here\nhay\n")
+    run(session, 0, "search = None")
+    assert _hits(session, 1, "search('needle')") == ["needle here"]
