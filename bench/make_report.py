@@ -46,29 +46,36 @@ def collect(results: Path, overhead_file: Path | None, previous: dict[str, Any])
     raws = [(f, json.loads(f.read_text())) for f in files]
     if raws:
         rows: list[dict[str, Any]] = []
+        kept = (previous.get("overhead") or {}).get("rows") or []
         for scenario in ("iterations", "fanout", "context", "resume"):
             for f, raw in reversed(raws):
                 mine = [r for r in raw["rows"] if r["scenario"] == scenario]
                 if mine:
                     rows += [{**{k: v for k, v in r.items() if k not in _DROP}, "source": f.name} for r in mine]
                     break
+            else:  # not measured this time: the summary's rows stay
+                rows += [r for r in kept if r.get("scenario") == scenario]
         newest = raws[-1][1]
+        runs = [{"source": f.name, "machine": raw["machine"], "scenarios": sorted({r["scenario"] for r in raw["rows"]}),
+                 "spread": [_spread_row(r) for r in raw["rows"] if r["scenario"] in ("iterations", "fanout")]} for f, raw in raws]
+        sources = {r["source"] for r in runs}
+        runs = [r for r in (previous.get("overhead") or {}).get("runs") or [] if r["source"] not in sources] + runs
         out["overhead"] = {
-            "runs": [{"source": f.name, "machine": raw["machine"], "scenarios": sorted({r["scenario"] for r in raw["rows"]}),
-                      "spread": [_spread_row(r) for r in raw["rows"] if r["scenario"] in ("iterations", "fanout")]} for f, raw in raws],
+            "runs": runs,
             "machine": newest["machine"],
-            "versions": newest["versions"],
-            "config": newest["config"],
+            "versions": {**(previous.get("overhead") or {}).get("versions", {}), **newest["versions"]},
+            "config": {**(previous.get("overhead") or {}).get("config", {}), **newest["config"]},
             "rows": rows,
-            "notes": sorted({n for _, raw in raws for n in raw.get("notes", [])}),
+            "notes": sorted({*(previous.get("overhead") or {}).get("notes", []), *(n for _, raw in raws for n in raw.get("notes", []))}),
         }
     elif "overhead" in previous:
         out["overhead"] = previous["overhead"]
     records = [json.loads(p.read_text()) for p in sorted((results / "quality").glob("*/*.json"))]
-    if records:
-        out["quality"] = {"tasks": [_compact(r) for r in records]}
-    elif "quality" in previous:
-        out["quality"] = previous["quality"]
+    # A task measured again replaces its row; every other row of the summary stays.
+    tasks = {(t["method"], t["task"]): t for t in (previous.get("quality") or {}).get("tasks") or []}
+    tasks.update({(r["method"], r["task"]): _compact(r) for r in records})
+    if tasks:
+        out["quality"] = {"tasks": sorted(tasks.values(), key=lambda t: (t["method"], t["kind"], t["size"], t["task"]))}
     return out
 
 

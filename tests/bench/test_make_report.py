@@ -82,3 +82,35 @@ def test_collect_then_render(tmp_path: Path) -> None:
     (docs / "benchmarks.md").unlink()
     assert mod.main(["--render", "--docs", str(docs)]) == 0
     assert (docs / "benchmarks.md").read_text() == page
+
+
+def test_a_partial_run_replaces_only_what_it_measured(tmp_path: Path) -> None:
+    mod = _module()
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "benchmarks.json").write_text("{}")
+    assert mod.main(["--results", str(_results(tmp_path)), "--docs", str(docs)]) == 0
+    before = json.loads((docs / "benchmarks.json").read_text())
+    # A later session measures only the context load, and one quality task again.
+    res = tmp_path / "later"
+    (res / "quality" / "rlm").mkdir(parents=True)
+    context = {"scenario": "context", "library": "rlm-graph", "size_bytes": 10**9, "load_s": 1.4, "peak_rss_bytes": 1.14e9,
+               "hwm_sum_bytes": 1.2e9, "rss_ratio": 1.14, "hwm_ratio": 1.2, "answer_ok": True, "error": None}
+    (res / "overhead-3.json").write_text(json.dumps({"machine": {"cpu": "CPU Y", "cores": 2}, "versions": {}, "config": {},
+                                                     "rows": [context]}))
+    rec = {"method": "rlm", "task": "sniah-8000-0", "kind": "sniah", "size_chars": 8000, "requested_size": 8000, "score": 0.0,
+           "seconds": 5.0, "iterations": 3, "subcalls": 0, "tokens": {"total": 50}, "answer": "9", "gold": "123", "error": None}
+    (res / "quality" / "rlm" / "sniah-8000-0.json").write_text(json.dumps(rec))
+    assert mod.main(["--results", str(res), "--docs", str(docs)]) == 0
+    after = json.loads((docs / "benchmarks.json").read_text())
+    by_scenario = {s: [r for r in after["overhead"]["rows"] if r["scenario"] == s] for s in ("iterations", "fanout", "context", "resume")}
+    assert [r["rss_ratio"] for r in by_scenario["context"]] == [1.14]
+    for scenario in ("iterations", "fanout", "resume"):  # kept from the first summary
+        assert by_scenario[scenario] == [r for r in before["overhead"]["rows"] if r["scenario"] == scenario]
+    assert {r["source"] for r in after["overhead"]["runs"]} == {"overhead-1.json", "overhead-2.json", "overhead-3.json"}
+    scores = {(t["method"], t["task"]): t["score"] for t in after["quality"]["tasks"]}
+    assert scores[("rlm", "sniah-8000-0")] == 0.0  # measured again: replaced
+    assert scores[("base", "sniah-8000-0")] == 0.0 and scores[("rlm", "sniah-1000000-0")] == 1.0  # kept
+    assert len(after["quality"]["tasks"]) == len(before["quality"]["tasks"])
+    verdicts = {t: v for t, _, v in mod.targets(after)}
+    assert verdicts["1 GB context: peak RSS (host + sandbox) ≤ 1.5 × size"] == "met"
