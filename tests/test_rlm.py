@@ -257,6 +257,16 @@ def test_a_loop_with_prose_between_its_repeats_ends_too(rlm_for: Any) -> None:
     assert result.cells == 1 and result.iterations == 5
 
 
+def test_a_forced_answer_that_is_only_code_is_no_answer(rlm_for: Any) -> None:
+    # Seen on the 1.5B model: asked for its answer at the end, it wrote the stuck search once more.
+    a = repl("print(search('absent phrase'))")
+    rlm, _ = rlm_for([a, a, a, a])
+    result = rlm.completion("ctx", "q")
+    assert result.stopped_by == "stuck_loop" and result.answer is None
+    rlm, _ = rlm_for([a, a, a, "It is not in the text.\n" + a])
+    assert rlm.completion("ctx", "q").answer == "It is not in the text."
+
+
 def test_forced_final_reads_a_final_written_in_code(rlm_for: Any) -> None:
     rlm, _ = rlm_for([repl("x = 5\nprint(x)"), repl("print(6)"), repl("FINAL(x)")], max_iterations=2)
     result = rlm.completion("ctx", "q")

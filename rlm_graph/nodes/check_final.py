@@ -20,6 +20,7 @@ from rlm_graph.sandboxes.protocol import CellResult
 
 
 _FENCE_LINE = re.compile(r"^```.*$", re.MULTILINE)
+_FENCED = re.compile(r"```.*?(?:```|\Z)", re.DOTALL)  # a fenced block, or one cut off at the end
 _PLAN = re.compile(r"\s*(first,? i|i will|i'll|i need to|i am going to|let me|let's|we need to|we will|to answer this|step 1|next,? i)\b", re.IGNORECASE)
 _RECORDED = re.compile(r"^FINAL answer recorded.*$", re.MULTILINE)
 _TOKEN = re.compile(r"[A-Za-z0-9]+(?:[.][0-9]+)?")
@@ -142,8 +143,8 @@ def _forced_final(state: RLMState, ctx: RLMContext, limits: Limits, limit: str) 
             answer = _read_var(state, ctx, final.var) or final.var
         elif final is not None:
             answer = final.answer
-        else:
-            answer = reply.text.strip() or None
+        else:  # prose is a best-effort answer; code it can no longer run is not
+            answer = _FENCED.sub("", reply.text).strip() or None
         break
     if answer is None and state.get("proposed"):
         answer = str(state["proposed"].get("answer"))

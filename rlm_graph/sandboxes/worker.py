@@ -234,22 +234,54 @@ def search(pattern, window=150, text=None, regex=False, case=False) -> list:
     text with no line breaks) gives `window` characters either side of it. The search ignores case
     unless `case=True`; `regex=True` reads `pattern` as a regular expression. On a list the items
     are searched one by one, on a dict its "key: value" pairs.
+
+    A phrase that matches nothing is tried again, with a printed note saying so: first as its words
+    in the same order with other endings and punctuation between them ("magic number for" finds
+    "magic numbers, for"), then as its rarest word if that word is rare (at most 20 matches).
+    Otherwise the note gives how often each word occurs.
     """
-    if not isinstance(pattern, str) or not pattern:
+    if not isinstance(pattern, str) or not pattern.strip():
         raise TypeError("search(pattern): pattern must be a non-empty string, got %r" % (pattern,))
     source = _NS.get("context") if text is None else text
     window = max(0, int(window))
     flags = 0 if case else re.IGNORECASE
-    compiled = re.compile(pattern if regex else re.escape(pattern), flags)
     if isinstance(source, dict):
         source = ["%s: %s" % (k, v) for k, v in source.items()]
+    elif not isinstance(source, (str, list, tuple)):
+        source = str(source)
+    hits = _find(re.compile(pattern if regex else re.escape(pattern), flags), source, window)
+    words = [] if regex else list(dict.fromkeys(_WORD.findall(pattern)))
+    if hits or len(words) < 2:
+        return hits
+    loose = r"\W+".join(re.escape(w) + r"\w{0,3}" for w in words)
+    hits = _find(re.compile(loose, flags), source, window)
+    if hits:
+        print("search(%r): no exact match; %d with its words in this order, other endings or punctuation between:"
+              % (pattern, len(hits)))
+        return hits
+    counts = [(w, _count(w, source, flags)) for w in words[:8] if len(w) > 2]
+    found = [(n, w) for w, n in counts if n]
+    if found and min(found)[0] <= 20:
+        n, word = min(found)
+        print("search(%r) found nothing; here are the matches (%d) of its rarest word %r:" % (pattern, n, word))
+        return _find(re.compile(re.escape(word), flags), source, window)
+    if counts:
+        print("search(%r) found nothing. Each word alone is found: %s. Search a shorter text."
+              % (pattern, ", ".join("%r %s" % (w, "1000+" if n >= 1000 else n) for w, n in counts)))
+    return hits
+
+
+#: A word of a search phrase: letters and digits, with inner hyphens or apostrophes.
+_WORD = re.compile(r"[^\W_](?:[\w'-]*[^\W_])?")
+
+
+def _find(compiled, source, window: int) -> list:
+    """The snippets around every match of ``compiled`` in a str, or in each item of a list."""
     if isinstance(source, (list, tuple)):
         hits = []
         for item in source:
-            hits.extend(search(pattern, window, item if isinstance(item, str) else str(item), regex, case))
+            hits.extend(_find(compiled, item if isinstance(item, str) else str(item), window))
         return hits
-    if not isinstance(source, str):
-        source = str(source)
     hits, last_line = [], -1
     for m in compiled.finditer(source):
         start = source.rfind("\n", 0, m.start()) + 1
@@ -261,30 +293,18 @@ def search(pattern, window=150, text=None, regex=False, case=False) -> list:
                 last_line = start
         else:
             hits.append(source[max(start, m.start() - window):min(end, m.end() + window)])
-    if not hits and text is None and not regex:
-        _search_hint(pattern, source, flags)
     return hits
 
 
-_WORD = re.compile(r"[^\W_](?:[\w'-]*[^\W_])?")
-
-
-def _search_hint(pattern: str, source: str, flags: int) -> None:
-    """Print how often each word of a phrase that matched nothing occurs (capped), so the model
-    can search a shorter text ("magic number for X" when the data says "magic numbers for X")."""
-    words = list(dict.fromkeys(w for w in _WORD.findall(pattern) if len(w) > 2))[:8]
-    if len(words) < 2:
-        return
-    counts = []
-    for word in words:
-        n = 0
-        for _ in re.finditer(re.escape(word), source, flags):
+def _count(word: str, source, flags: int, cap: int = 1000) -> int:
+    """How often ``word`` occurs in a str or a list's items, counting up to ``cap``."""
+    n = 0
+    for part in source if isinstance(source, (list, tuple)) else (source,):
+        for _ in re.finditer(re.escape(word), part if isinstance(part, str) else str(part), flags):
             n += 1
-            if n >= 1000:
-                break
-        counts.append("%r %s" % (word, "1000+" if n >= 1000 else n))
-    print("search(%r) found nothing. Each word alone is found: %s. Search a shorter text, e.g. the rarest word."
-          % (pattern, ", ".join(counts)))
+            if n >= cap:
+                return n
+    return n
 
 
 def _short(s: str, n: int = 200) -> str:
