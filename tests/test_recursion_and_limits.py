@@ -98,10 +98,11 @@ def test_token_totals_are_exact_across_the_tree(rlm_for: Any) -> None:
 
 
 def test_cost_is_computed_from_a_price_table_and_limits_the_run(rlm_for: Any) -> None:
-    rlm, srv = rlm_for([repl("print(1)"), repl("print(2)"), repl("print(3)"), "FINAL(9)"], prices={"scripted": (1_000_000.0, 0.0)}, max_cost_usd=500.0)
+    rlm, srv = rlm_for([repl("print(1)"), repl("print(2)"), "FINAL(9)"], prices={"scripted": (1_000_000.0, 0.0)}, max_cost_usd=500.0)
     result = rlm.completion("c", "q")
     assert result.stopped_by == "max_cost_usd" and result.usage["scripted"]["cost_usd"] > 500
-    assert result.answer is not None  # the forced final answer
+    assert result.answer == "9" and result.iterations == 2  # the forced final answer, asked after the second turn
+    assert "You have no more budget left" in srv.root_requests()[-1]["prompt"]
 
 
 def test_max_subcalls_refuses_the_request_and_ends_the_run(rlm_for: Any) -> None:

@@ -278,3 +278,19 @@ def test_an_answer_the_output_never_showed_goes_back_once(rlm_for: Any) -> None:
     result = rlm.completion("a\nthe vault password is saffron\nb", "What is the password?")
     assert result.answer == "saffron"
     assert "appears nowhere in the REPL output" in srv.root_requests()[2]["prompt"]
+
+
+def test_final_of_a_shown_word_inside_a_code_block_is_the_word(rlm_for: Any) -> None:
+    # Seen on the 1.5B model: ```repl FINAL(Kara)``` after the output showed Kara; run as code it is a NameError.
+    rlm, _ = rlm_for([repl("print(context[0])"), repl("FINAL(Kara)")])
+    result = rlm.completion(["Kara 85", "Wes 27"], "Who is listed first?")
+    assert result.answer == "Kara" and result.cells == 1
+
+
+def test_the_first_example_follows_the_context_shape(rlm_for: Any) -> None:
+    rlm, srv = rlm_for([repl("print(1)"), "FINAL(1)", repl("print(1)"), "FINAL(1)"])
+    rlm.completion("a long text", "q")
+    rlm.completion([{"age": 3}], "q")
+    text_prompt, items_prompt = (srv.root_requests()[i]["conversation"] for i in (0, 2))
+    assert 'hits = search("error")' in text_prompt and "for item in context" not in text_prompt
+    assert "hits = [item for item in context" in items_prompt and 'hits = search(' not in items_prompt

@@ -34,12 +34,7 @@ Rules:
 3. Write one ```repl block per reply, then stop and wait for its output.
 4. When the output shows the answer, call FINAL(answer) with only what the question asks for.
 
-Example: find where something is mentioned
-```repl
-hits = search("error")
-print(len(hits))
-print(hits[:10])
-```
+{find_example}
 
 Example: judge pieces with llm_query
 ```repl
@@ -53,6 +48,25 @@ Example: answer
 FINAL(total)
 ```
 """
+
+#: The first example follows the context's shape: ``search`` on text (the 1.5B model otherwise
+#: split a one-line haystack into lines and printed line numbers), a filter over items on a list
+#: or dict (given the search example there, it searched for a name instead of comparing ages).
+FIND_IN_TEXT = """\
+Example: find where something is mentioned
+```repl
+hits = search("error")
+print(len(hits))
+print(hits[:10])
+```"""
+
+FIND_IN_ITEMS = """\
+Example: find items
+```repl
+hits = [item for item in context if "error" in str(item).lower()]
+print(len(hits))
+print(hits[:10])
+```"""
 
 RLM_QUERY_LINE = (
     "- `rlm_query(prompt, context=None)`: asks a helper that has its own REPL over `context` (a smaller "
@@ -115,11 +129,12 @@ Question: {query}
 What kind of value does this question ask for? Reply with one word from: number, name, word, list, date, text."""
 
 
-def system_prompt(*, max_output_chars: int, allow_rlm: bool) -> str:
-    """The root model's system prompt."""
+def system_prompt(*, max_output_chars: int, allow_rlm: bool, context_type: str | None = None) -> str:
+    """The root model's system prompt; ``context_type`` ("str", "list", "dict" ...) picks its first example."""
     return SYSTEM_PROMPT.format(
         max_output_chars=max_output_chars,
         rlm_line=RLM_QUERY_LINE if allow_rlm else "",
+        find_example=FIND_IN_ITEMS if context_type in ("list", "dict") else FIND_IN_TEXT,
     )
 
 

@@ -9,7 +9,7 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, System
 from langgraph.runtime import Runtime
 
 from rlm_graph.graph import prompts
-from rlm_graph.graph.parsing import code_blocks, find_final, normalize_code
+from rlm_graph.graph.parsing import FinalCall, code_blocks, find_final, normalize_code
 from rlm_graph.graph.runtime import settings_of
 from rlm_graph.graph.settings import Limits, RLMContext
 from rlm_graph.graph.state import RLMState
@@ -20,7 +20,8 @@ def conversation(state: RLMState, limits: Limits, *, keep_last: int | None = Non
     """System prompt, the task with the context's metadata, then the turns so far."""
     allow_rlm = int(state.get("depth") or 0) < limits.max_depth
     msgs: list[BaseMessage] = [
-        SystemMessage(prompts.system_prompt(max_output_chars=limits.max_output_chars, allow_rlm=allow_rlm)),
+        SystemMessage(prompts.system_prompt(max_output_chars=limits.max_output_chars, allow_rlm=allow_rlm,
+                                            context_type=(state.get("context_meta") or {}).get("type"))),
         HumanMessage(prompts.task_prompt(state.get("query", ""), state.get("context_meta") or {})),
     ]
     history = list(state.get("messages") or [])
@@ -29,6 +30,9 @@ def conversation(state: RLMState, limits: Limits, *, keep_last: int | None = Non
     for m in history:
         msgs.append(AIMessage(m["content"]) if m["role"] == "assistant" else HumanMessage(m["content"]))
     return msgs
+
+
+_BARE_FINAL = re.compile(r"\s*FINAL\(\s*([A-Za-z_]\w*)\s*\)\s*")
 
 
 def _recent_code(state: RLMState) -> set[str]:
@@ -73,6 +77,11 @@ def generate(state: RLMState, runtime: Runtime[RLMContext], *, defaults: RLMCont
     }
     blocks = code_blocks(text)
     final = find_final(text)
+    in_code = _BARE_FINAL.fullmatch(blocks[-1]) if final is None and blocks else None
+    if in_code:
+        # ```repl FINAL(Kara)``` after the output showed Kara: the word, as in prose (as code it
+        # would be a NameError); a variable of that name still wins below.
+        final = FinalCall(var=in_code.group(1))
     recent = _recent_code(state)
     if blocks and final is None and all(normalize_code(b) in recent for b in blocks):
         # Code it has just run: the model is stuck. Don't run it again; ask for an answer, and
@@ -87,11 +96,14 @@ def generate(state: RLMState, runtime: Runtime[RLMContext], *, defaults: RLMCont
         update["stuck"] = 0  # a reply with neither (prose) keeps the count: A, prose, A, prose, A is a loop too
     if final is not None and final.var is not None and (_defined(final.var, state, blocks) or not (final.var[0].isupper() or _shown(final.var, state))):
         # FINAL(total): the variable's value; if there is none, the REPL says so and lists what exists.
-        blocks.append(f"FINAL_VAR({final.var!r})")
+        if not in_code:  # in code, FINAL(total) reads it already
+            blocks.append(f"FINAL_VAR({final.var!r})")
     elif final is not None and final.var is not None:
         # FINAL(Paris), or FINAL(saffron) after the output showed "saffron", with no such
         # variable: the model meant the word itself.
         update["proposed"] = {"answer": final.var, "iteration": iteration, "source": "text"}
+        # ...so a block that is only that call must not run: FINAL(Paris) there is a NameError.
+        blocks = [b for b in blocks if not re.fullmatch(rf"\s*FINAL(?:_VAR)?\(\s*{re.escape(final.var)}\s*\)\s*", b)]
     elif final is not None:
         update["proposed"] = {"answer": final.answer, "iteration": iteration, "source": "text"}
     update["queue"] = blocks
