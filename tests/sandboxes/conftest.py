@@ -1,5 +1,8 @@
 """Fixtures shared by the sandbox tests: a Docker engine, the fake envd, and every backend in turn.
 
+``session_starter`` gives the session-starting fixtures (``sandbox`` here, ``open_session`` in
+test_docker.py and test_e2b.py) their one way to start sessions and close them after the test.
+
 ``backend`` is parametrized over the installed backends, module-scoped so that each module runs
 all its tests on one backend before starting the next (the fake envd's ports are fixed, so its
 tests must never overlap): ``local`` (isolation none), ``bwrap`` (the local backend under
@@ -8,6 +11,7 @@ bubblewrap), ``docker`` (marked ``docker``) and ``e2b`` (the real E2B SDK agains
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import subprocess
@@ -20,7 +24,7 @@ from typing import Any
 import pytest
 
 from rlm_graph.sandboxes.base import Transport
-from rlm_graph.sandboxes.protocol import CellResult
+from rlm_graph.sandboxes.protocol import CellResult, SubRequest
 from rlm_graph.sandboxes.session import SandboxSession
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -119,21 +123,39 @@ def backend(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
             mp.undo()
 
 
-@pytest.fixture
-def sandbox(backend: Backend) -> Iterator[Callable[..., SandboxSession]]:
-    """``sandbox(cell_timeout=..., max_output_chars=..., **transport_options)`` starts a session on
-    the current backend; all are closed after the test."""
+#: The options ``start`` (from :func:`session_starter`) passes to SandboxSession, not to the transport.
+_SESSION_OPTIONS = ("cell_timeout", "max_output_chars")
+
+
+@contextlib.contextmanager
+def session_starter(make: Callable[..., Transport], **defaults: Any) -> Iterator[Callable[..., SandboxSession]]:
+    """Yield ``start(**options)``, which starts a SandboxSession on ``make(**transport_options)``.
+
+    ``cell_timeout`` and ``max_output_chars`` go to the session (over ``defaults``), every other
+    option to ``make``. All the sessions started are closed on exit.
+    """
     sessions: list[SandboxSession] = []
 
-    def start(*, cell_timeout: float = 20.0, max_output_chars: int = 4000, **options: Any) -> SandboxSession:
-        session = SandboxSession(lambda: backend.make(**options), cell_timeout=cell_timeout, max_output_chars=max_output_chars)
+    def start(**options: Any) -> SandboxSession:
+        settings = {**defaults, **{k: options.pop(k) for k in _SESSION_OPTIONS if k in options}}
+        session = SandboxSession(lambda: make(**options), **settings)
         sessions.append(session)
         session.start()
         return session
 
-    yield start
-    for session in sessions:
-        session.close()
+    try:
+        yield start
+    finally:
+        for session in sessions:
+            session.close()
+
+
+@pytest.fixture
+def sandbox(backend: Backend) -> Iterator[Callable[..., SandboxSession]]:
+    """``sandbox(cell_timeout=..., max_output_chars=..., **transport_options)`` starts a session on
+    the current backend; all are closed after the test."""
+    with session_starter(backend.make, cell_timeout=20.0, max_output_chars=4000) as start:
+        yield start
 
 
 @pytest.fixture(scope="session")
@@ -155,3 +177,16 @@ def run(session: SandboxSession, cell: int, code: str) -> CellResult:
     out = session.step(cell, code)
     assert isinstance(out, CellResult), out
     return out
+
+
+def check_llm_query_round_trip(session: SandboxSession) -> None:
+    """A cell with one ``llm_query`` and one ``llm_query_batched`` call, answered in turn."""
+    code = "a = llm_query('ping')\nb = llm_query_batched(['x', 'y'])\nprint(a.upper(), b)"
+    req = session.step(0, code)
+    assert isinstance(req, SubRequest) and req.kind == "llm" and req.prompts == ["ping"]
+    session.answer(req, ["pong"])
+    req = session.step(0, code)
+    assert isinstance(req, SubRequest) and req.prompts == ["x", "y"]
+    session.answer(req, ["X!", "Y!"])
+    out = session.step(0, code)
+    assert isinstance(out, CellResult) and out.stdout == "PONG ['X!', 'Y!']\n"

@@ -22,33 +22,16 @@ from rlm_graph.sandboxes import docker as docker_module
 from rlm_graph.sandboxes.docker import DockerTransport
 from rlm_graph.sandboxes.protocol import CellResult, SubRequest
 from rlm_graph.sandboxes.session import SandboxSession
+from tests.sandboxes.conftest import ROOT, check_llm_query_round_trip, run, session_starter
 
 pytestmark = pytest.mark.docker
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
 def open_session(docker_engine: None) -> Iterator[Callable[..., SandboxSession]]:
     """Start sandbox sessions (``cell_timeout`` and DockerTransport options); close them all after."""
-    sessions: list[SandboxSession] = []
-
-    def start(cell_timeout: float = 30.0, **options: object) -> SandboxSession:
-        session = SandboxSession(lambda: DockerTransport(**options), cell_timeout=cell_timeout)  # type: ignore[arg-type]
-        sessions.append(session)
-        session.start()
-        return session
-
-    yield start
-    for session in sessions:
-        session.close()
-
-
-def run(session: SandboxSession, cell: int, code: str) -> CellResult:
-    """Run a cell that makes no sub-calls."""
-    out = session.step(cell, code)
-    assert isinstance(out, CellResult), out
-    return out
+    with session_starter(DockerTransport, cell_timeout=30.0) as start:
+        yield start
 
 
 def container_exists(container_id: str) -> bool:
@@ -89,16 +72,7 @@ def test_load_context_file(open_session: Callable[..., SandboxSession], tmp_path
 
 
 def test_llm_query_round_trip(open_session: Callable[..., SandboxSession]) -> None:
-    session = open_session()
-    code = "a = llm_query('ping')\nb = llm_query_batched(['x', 'y'])\nprint(a.upper(), b)"
-    req = session.step(0, code)
-    assert isinstance(req, SubRequest) and req.kind == "llm" and req.prompts == ["ping"]
-    session.answer(req, ["pong"])
-    req = session.step(0, code)
-    assert isinstance(req, SubRequest) and req.prompts == ["x", "y"]
-    session.answer(req, ["X!", "Y!"])
-    out = session.step(0, code)
-    assert isinstance(out, CellResult) and out.stdout == "PONG ['X!', 'Y!']\n"
+    check_llm_query_round_trip(open_session())
 
 
 def test_cell_timeout_keeps_the_worker(open_session: Callable[..., SandboxSession]) -> None:

@@ -15,33 +15,20 @@ import pytest
 
 from rlm_graph.errors import SandboxError, WorkerCrashed
 from rlm_graph.sandboxes.e2b import E2BTransport
-from rlm_graph.sandboxes.protocol import CellResult, SubRequest
+from rlm_graph.sandboxes.protocol import CellResult
 from rlm_graph.sandboxes.session import SandboxSession
+from tests.sandboxes.conftest import check_llm_query_round_trip, session_starter
 from tests.sandboxes.fake_e2b import FakeEnvd
 
 
-@pytest.fixture(scope="module")
-def envd() -> Iterator[FakeEnvd]:
-    with FakeEnvd() as fake:
-        yield fake
-
-
 @pytest.fixture
-def open_session(envd: FakeEnvd, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., SandboxSession]]:
-    """Start sessions on the fake envd; the sandbox's work dir is a real folder under tmp_path."""
+def open_session(fake_envd: FakeEnvd, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., SandboxSession]]:
+    """Start sessions (SandboxSession options) on the fake envd; the sandbox's work dir is a real
+    folder under tmp_path."""
     monkeypatch.setenv("E2B_DEBUG", "true")
     monkeypatch.delenv("E2B_API_KEY", raising=False)
-    sessions: list[SandboxSession] = []
-
-    def start(**options: object) -> SandboxSession:
-        session = SandboxSession(lambda: E2BTransport(work_dir=str(tmp_path / "sandbox")), **options)  # type: ignore[arg-type]
-        sessions.append(session)
-        session.start()
-        return session
-
-    yield start
-    for session in sessions:
-        session.close()
+    with session_starter(lambda: E2BTransport(work_dir=str(tmp_path / "sandbox"))) as start:
+        yield start
 
 
 def test_trivial_cell(open_session: Callable[..., SandboxSession]) -> None:
@@ -65,16 +52,7 @@ def test_context_upload_and_long_lines(open_session: Callable[..., SandboxSessio
 
 
 def test_llm_query_round_trip(open_session: Callable[..., SandboxSession]) -> None:
-    session = open_session()
-    code = "a = llm_query('ping')\nb = llm_query_batched(['x', 'y'])\nprint(a.upper(), b)"
-    req = session.step(0, code)
-    assert isinstance(req, SubRequest) and req.kind == "llm" and req.prompts == ["ping"]
-    session.answer(req, ["pong"])
-    req = session.step(0, code)
-    assert isinstance(req, SubRequest) and req.prompts == ["x", "y"]
-    session.answer(req, ["X!", "Y!"])
-    out = session.step(0, code)
-    assert isinstance(out, CellResult) and out.stdout == "PONG ['X!', 'Y!']\n"
+    check_llm_query_round_trip(open_session())
 
 
 def test_worker_exit_is_reported(open_session: Callable[..., SandboxSession]) -> None:
@@ -83,16 +61,16 @@ def test_worker_exit_is_reported(open_session: Callable[..., SandboxSession]) ->
         session.step(0, "import os\nos._exit(3)")
 
 
-def test_close_stops_the_worker(open_session: Callable[..., SandboxSession], envd: FakeEnvd) -> None:
+def test_close_stops_the_worker(open_session: Callable[..., SandboxSession], fake_envd: FakeEnvd) -> None:
     session = open_session()
     transport = session.transport
     assert isinstance(transport, E2BTransport) and transport._handle is not None
     pid = transport._handle.pid
     transport.close()  # a kill, without the session's polite shutdown message
     deadline = time.monotonic() + 10
-    while pid in envd.service.procs and time.monotonic() < deadline:
+    while pid in fake_envd.service.procs and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert pid not in envd.service.procs
+    assert pid not in fake_envd.service.procs
     with pytest.raises(OSError):
         os.kill(pid, 0)
 

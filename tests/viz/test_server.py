@@ -5,10 +5,8 @@ from __future__ import annotations
 import json
 import re
 import socket
-import threading
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,22 +18,6 @@ from rlm_graph.viz import ViewerServer, make_server
 DATA = Path(__file__).parent / "data"
 
 
-@pytest.fixture
-def serving() -> Iterator[Any]:
-    servers: list[ViewerServer] = []
-
-    def start(target: Any) -> ViewerServer:
-        srv = make_server(target, port=0)
-        threading.Thread(target=srv.serve_forever, daemon=True).start()
-        servers.append(srv)
-        return srv
-
-    yield start
-    for s in servers:
-        s.shutdown()
-        s.server_close()
-
-
 def get(url: str) -> tuple[int, str, bytes]:
     try:
         with urllib.request.urlopen(url, timeout=10) as r:
@@ -44,8 +26,8 @@ def get(url: str) -> tuple[int, str, bytes]:
         return exc.code, exc.headers.get("Content-Type", ""), exc.read()
 
 
-def test_serves_the_page_and_its_assets(serving: Any, tmp_path: Path) -> None:
-    srv = serving(tmp_path)
+def test_serves_the_page_and_its_assets(serve: Any, tmp_path: Path) -> None:
+    srv = serve(tmp_path)
     for path, kind in (("", "text/html"), ("app.js", "text/javascript"), ("app.css", "text/css")):
         status, ctype, body = get(srv.url + path)
         assert status == 200 and ctype.startswith(kind) and body
@@ -53,8 +35,8 @@ def test_serves_the_page_and_its_assets(serving: Any, tmp_path: Path) -> None:
     assert 'src="app.js"' in page and 'href="app.css"' in page
 
 
-def test_the_page_needs_no_network(serving: Any, tmp_path: Path) -> None:
-    srv = serving(tmp_path)
+def test_the_page_needs_no_network(serve: Any, tmp_path: Path) -> None:
+    srv = serve(tmp_path)
     for path in ("", "app.js", "app.css"):
         text = get(srv.url + path)[2].decode()
         # the SVG namespace is a name, not a fetch; nothing else may point off this server
@@ -63,7 +45,7 @@ def test_the_page_needs_no_network(serving: Any, tmp_path: Path) -> None:
         assert "@import" not in text and "<link rel=\"preconnect\"" not in text
 
 
-def test_lists_and_serves_logs_newest_first(serving: Any, tmp_path: Path) -> None:
+def test_lists_and_serves_logs_newest_first(serve: Any, tmp_path: Path) -> None:
     import os
 
     (tmp_path / "old.jsonl").write_text('{"type": "metadata"}\n')
@@ -73,7 +55,7 @@ def test_lists_and_serves_logs_newest_first(serving: Any, tmp_path: Path) -> Non
     (tmp_path / ".hidden" / "secret.jsonl").write_text("{}\n")
     (tmp_path / "notes.txt").write_text("not a log")
     os.utime(tmp_path / "old.jsonl", (1_000_000, 1_000_000))
-    srv = serving(tmp_path)
+    srv = serve(tmp_path)
     listing = json.loads(get(srv.url + "api/logs")[2])
     assert [row["name"] for row in listing["logs"]] == ["sub/new.jsonl", "old.jsonl"]
     assert listing["default"] == "sub/new.jsonl"
@@ -82,21 +64,21 @@ def test_lists_and_serves_logs_newest_first(serving: Any, tmp_path: Path) -> Non
 
 
 @pytest.mark.parametrize("name", ["../outside.jsonl", "/etc/passwd", ".hidden/secret.jsonl", "notes.txt", "%2e%2e/outside.jsonl"])
-def test_nothing_outside_the_listed_logs_is_served(serving: Any, tmp_path: Path, name: str) -> None:
+def test_nothing_outside_the_listed_logs_is_served(serve: Any, tmp_path: Path, name: str) -> None:
     root = tmp_path / "logs"
     root.mkdir()
     (tmp_path / "outside.jsonl").write_text("{}\n")
     (root / ".hidden").mkdir()
     (root / ".hidden" / "secret.jsonl").write_text("{}\n")
     (root / "notes.txt").write_text("x")
-    srv = serving(root)
+    srv = serve(root)
     status, _, body = get(srv.url + "api/log?name=" + name)
     assert status == 404 and b"no log named" in body
     assert get(srv.url + "../outside.jsonl")[0] == 404
 
 
-def test_a_single_file_target(serving: Any) -> None:
-    srv = serving(DATA / "rlms_reference.jsonl")
+def test_a_single_file_target(serve: Any) -> None:
+    srv = serve(DATA / "rlms_reference.jsonl")
     listing = json.loads(get(srv.url + "api/logs")[2])
     assert [row["name"] for row in listing["logs"]] == ["rlms_reference.jsonl"]
     assert get(srv.url + "api/log?name=rlms_reference.jsonl")[0] == 200

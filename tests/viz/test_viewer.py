@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,6 @@ import pytest
 
 from rlm_graph.graph.state import total_tokens
 from rlm_graph.logging import read_trajectory
-from rlm_graph.viz import ViewerServer, make_server
 from tests.conftest import repl
 
 DATA = Path(__file__).parent / "data"
@@ -54,22 +52,6 @@ def page(browser: Any) -> Iterator[Any]:
     yield page
     page.close()
     assert errors == [], errors
-
-
-@pytest.fixture
-def serve() -> Iterator[Any]:
-    servers: list[ViewerServer] = []
-
-    def start(target: Any) -> ViewerServer:
-        srv = make_server(target, port=0)
-        threading.Thread(target=srv.serve_forever, daemon=True).start()
-        servers.append(srv)
-        return srv
-
-    yield start
-    for s in servers:
-        s.shutdown()
-        s.server_close()
 
 
 def screenshot(page: Any, name: str) -> Path:
