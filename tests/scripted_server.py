@@ -3,7 +3,8 @@
 Root turns (requests whose first message is the RLM system prompt) get the next reply of the
 ``root`` script; every other request is a sub-call and gets ``sub(prompt)``. Each request is
 recorded with its arrival and reply times, so tests can check parallelism and that a resumed run
-repeats no call. Run it standalone for subprocess tests::
+repeats no call. The HTTP side (Nagle off, a backlog of 512) is the benchmark server's
+:class:`~rlm_graph.bench.loopback.ChatServer`. Run it standalone for subprocess tests::
 
     python -m tests.scripted_server --port 0 --script script.json --log requests.jsonl
 """
@@ -15,22 +16,19 @@ import json
 import threading
 import time
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from rlm_graph.bench import loopback
+
 Reply = str | dict[str, Any]  # a text, or {"status": 500, "body": ...} / {"text":..., "usage": None, "delay": 1}
-
-
-class _Server(ThreadingHTTPServer):
-    request_queue_size = 512  # the default backlog of 5 refuses connections under a 64-wide fan-out
 
 
 def _is_root(messages: list[dict[str, Any]]) -> bool:
     return bool(messages) and messages[0].get("role") == "system" and "REPL" in str(messages[0].get("content"))
 
 
-class ScriptedServer:
+class ScriptedServer(loopback.ChatServer):
     """Serve ``/v1/chat/completions`` from a script. Use as a context manager; ``.base_url`` to connect."""
 
     def __init__(
@@ -49,45 +47,17 @@ class ScriptedServer:
         self.lock = threading.Lock()
         self.root_index = 0
         self.log_path = Path(log_path) if log_path else None
-        server = self
+        # Two writes a reply, so that one to a runner killed meanwhile is recorded undelivered.
+        super().__init__(port=port, quiet=False, split_writes=True)
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-            disable_nagle_algorithm = True  # headers and body go out in two writes: no 40 ms stall
+    def reply(self, body: dict[str, Any]) -> loopback.Reply:
+        status, payload, raw, record = self.handle(body)
+        data = raw.encode() if raw is not None else json.dumps(payload).encode()
 
-            def log_message(self, *args: Any) -> None:
-                pass
+        def sent(delivered: bool) -> None:
+            record["delivered"] = delivered  # False: the client died before reading its reply: the call never finished
 
-            def do_GET(self) -> None:
-                self._json(200, {"object": "list", "data": [{"id": "scripted", "object": "model"}]})
-
-            def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
-                status, payload, raw, record = server.handle(body)
-                try:
-                    self._send(status, raw.encode() if raw is not None else json.dumps(payload).encode(), record.get("headers"))
-                    record["delivered"] = True
-                except OSError:  # the client died before reading its reply: the call never finished
-                    record["delivered"] = False
-
-            def _json(self, status: int, payload: Any) -> None:
-                self._send(status, json.dumps(payload).encode())
-
-            def _send(self, status: int, data: bytes, headers: dict[str, str] | None = None) -> None:
-                self.send_response(status)
-                for key, value in (headers or {}).items():
-                    self.send_header(key, value)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-                self.wfile.flush()
-
-        self.httpd = _Server(("127.0.0.1", port), Handler)
-        self.httpd.daemon_threads = True
-        self.port = self.httpd.server_address[1]
-        self.base_url = f"http://127.0.0.1:{self.port}/v1"
-        self._thread: threading.Thread | None = None
+        return loopback.Reply(status, data, record.get("headers"), sent)
 
     # -- scripting -----------------------------------------------------------------------
     def _next(self, messages: list[dict[str, Any]]) -> tuple[str, Reply]:
@@ -160,22 +130,6 @@ class ScriptedServer:
 
     def sub_requests(self) -> list[dict[str, Any]]:
         return [r for r in self.requests if r["role"] == "sub"]
-
-    # -- lifecycle -----------------------------------------------------------------------
-    def start(self) -> "ScriptedServer":
-        self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-    def __enter__(self) -> "ScriptedServer":
-        return self.start()
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop()
 
 
 def main() -> None:

@@ -9,6 +9,9 @@ as fast as it can.
 Each request is recorded with its arrival and reply times on the system-wide monotonic clock, so
 a benchmark can subtract the model's time from a client's wall time even when the client runs in
 another process.
+
+The HTTP side, :class:`ChatServer`, is shared with the tests' scripted server
+(tests/scripted_server.py), which scripts its replies differently.
 """
 
 from __future__ import annotations
@@ -20,8 +23,9 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, TypeVar
 
 
 @dataclass
@@ -49,13 +53,121 @@ def _call_key(role: str, messages: list[dict[str, Any]]) -> str:
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
-    request_queue_size = 512  # a 256-wide fan-out connects all at once
+    request_queue_size = 512  # a 256-wide fan-out connects all at once (the default backlog is 5)
+    quiet = True
 
     def handle_error(self, request: Any, client_address: Any) -> None:
-        pass  # a client killed mid-request (the resume scenario does it on purpose) is not an error
+        if not self.quiet:
+            super().handle_error(request, client_address)
+        # else: a client killed mid-request (the resume scenario does it on purpose) is not an error
 
 
-class LoopbackServer:
+@dataclass
+class Reply:
+    """What :meth:`ChatServer.reply` sends back: a JSON body, its status and extra headers."""
+
+    status: int
+    body: bytes
+    headers: dict[str, str] | None = None
+    sent: Callable[[bool], None] | None = None  # told whether the client got the whole reply
+
+
+_S = TypeVar("_S", bound="ChatServer")
+
+
+class ChatServer:
+    """The HTTP side of a scripted OpenAI-compatible server on ``127.0.0.1``; use as a context manager.
+
+    ``GET`` lists one model, ``scripted``; ``POST`` hands the JSON body to :meth:`reply`, which a
+    subclass writes, and sends what it returns, in one write (see ``split_writes``) with Nagle's
+    algorithm off. The listen backlog is 512, for wide fan-outs; HTTP/1.1 keep-alive; a thread
+    per connection.
+
+    Args:
+        port: the port to listen on (default: a free one); ``.port`` and ``.base_url`` say which.
+        quiet: stay silent about a request that fails past the reply (such as a client killed
+            mid-request) instead of printing its traceback on stderr.
+        split_writes: send the headers and the body in two writes. The first write to a client
+            that has died still succeeds (the kernel takes it), the second fails: so a reply to a
+            killed client is reported undelivered, at the cost of one more segment.
+    """
+
+    def __init__(self, *, port: int = 0, quiet: bool = True, split_writes: bool = False) -> None:
+        self.split_writes = split_writes
+        self.httpd = _Server(("127.0.0.1", port), self._handler())
+        self.httpd.quiet = quiet
+        self.port = self.httpd.server_address[1]
+        self.base_url = f"http://127.0.0.1:{self.port}/v1"
+        self._thread: threading.Thread | None = None
+
+    def reply(self, body: dict[str, Any]) -> Reply:
+        """The reply to one chat request (its parsed JSON body)."""
+        raise NotImplementedError
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def setup(self) -> None:
+                super().setup()
+                # Without this, Nagle's algorithm and the client's delayed ACK add ~40 ms to
+                # every reply on loopback, which would swamp the overhead being measured.
+                self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                self._send(200, json.dumps({"object": "list", "data": [{"id": "scripted", "object": "model"}]}).encode())
+
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
+                reply = server.reply(body)
+                try:
+                    self._send(reply.status, reply.body, reply.headers)
+                    delivered = True
+                except OSError:  # the client died before reading its reply
+                    delivered = False
+                if reply.sent is not None:
+                    reply.sent(delivered)
+
+            def _send(self, status: int, data: bytes, headers: dict[str, str] | None = None) -> None:
+                try:
+                    reason = HTTPStatus(status).phrase
+                except ValueError:
+                    reason = ""
+                head = f"HTTP/1.1 {status} {reason}\r\n"
+                for key, value in (headers or {}).items():
+                    head += f"{key}: {value}\r\n"
+                head += f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n"
+                if server.split_writes:
+                    self.wfile.write(head.encode())
+                    self.wfile.write(data)
+                else:
+                    self.wfile.write(head.encode() + data)  # one write: one segment
+                self.wfile.flush()
+
+        return Handler
+
+    def start(self: _S) -> _S:
+        self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    def __enter__(self: _S) -> _S:
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+
+class LoopbackServer(ChatServer):
     """Serve ``/v1/chat/completions`` from a script; use as a context manager.
 
     Args:
@@ -82,48 +194,11 @@ class LoopbackServer:
         self.on_arrival = on_arrival
         self.requests: list[Request] = []
         self.lock = threading.Lock()
-        self._httpd = _Server(("127.0.0.1", 0), self._handler())
-        self.port = self._httpd.server_address[1]
-        self.base_url = f"http://127.0.0.1:{self.port}/v1"
-        self._thread: threading.Thread | None = None
+        super().__init__()
 
-    def _handler(self) -> type[BaseHTTPRequestHandler]:
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def setup(self) -> None:
-                super().setup()
-                # Without this, Nagle's algorithm and the client's delayed ACK add ~40 ms to
-                # every reply on loopback, which would swamp the overhead being measured.
-                self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def do_GET(self) -> None:
-                self._send(200, {"object": "list", "data": [{"id": "scripted", "object": "model"}]})
-
-            def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
-                record, payload = server.answer(body)
-                try:
-                    self._send(200, payload)
-                    record.delivered = True
-                except OSError:  # the client died before reading its reply
-                    pass
-
-            def _send(self, status: int, payload: Any) -> None:
-                data = json.dumps(payload).encode()
-                head = (
-                    f"HTTP/1.1 {status} OK\r\nContent-Type: application/json\r\n"
-                    f"Content-Length: {len(data)}\r\n\r\n"
-                ).encode()
-                self.wfile.write(head + data)  # one write: one segment
-                self.wfile.flush()
-
-        return Handler
+    def reply(self, body: dict[str, Any]) -> Reply:
+        record, payload = self.answer(body)
+        return Reply(200, json.dumps(payload).encode(), sent=lambda delivered: setattr(record, "delivered", delivered))
 
     def answer(self, body: dict[str, Any]) -> tuple[Request, dict[str, Any]]:
         """Build the reply to one request and record it."""
@@ -159,18 +234,3 @@ class LoopbackServer:
         """Requests that arrived in ``[start, end]``."""
         with self.lock:
             return [r for r in self.requests if start <= r.arrived <= end]
-
-    def start(self) -> "LoopbackServer":
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
-
-    def __enter__(self) -> "LoopbackServer":
-        return self.start()
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop()
