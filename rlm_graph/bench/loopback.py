@@ -39,6 +39,7 @@ class Request:
     done: float = 0.0
     delivered: bool = False
     tail: str = ""  # the end of the last few messages (what the client was last shown)
+    sent: float = 0.0  # when writing the reply ended, delivered or not (0.0: not yet)
 
     @property
     def seconds(self) -> float:
@@ -176,6 +177,9 @@ class LoopbackServer(ChatServer):
         latency: seconds each root reply waits.
         sub_latency: seconds each sub-call reply waits (default: ``latency``).
         on_arrival: called with each :class:`Request` as it arrives (e.g. to kill a client).
+        split_writes: write each reply's headers and body separately, so that a reply to a client
+            killed before it was written is recorded ``delivered=False`` (see :class:`ChatServer`).
+            Off by default: the timing scenarios keep one segment per reply.
     """
 
     def __init__(
@@ -186,6 +190,7 @@ class LoopbackServer(ChatServer):
         latency: float = 0.0,
         sub_latency: float | None = None,
         on_arrival: Callable[[Request], None] | None = None,
+        split_writes: bool = False,
     ) -> None:
         self.root = root
         self.sub = sub or (lambda prompt: "ok " + prompt[:24])
@@ -194,11 +199,16 @@ class LoopbackServer(ChatServer):
         self.on_arrival = on_arrival
         self.requests: list[Request] = []
         self.lock = threading.Lock()
-        super().__init__()
+        super().__init__(split_writes=split_writes)
 
     def reply(self, body: dict[str, Any]) -> Reply:
         record, payload = self.answer(body)
-        return Reply(200, json.dumps(payload).encode(), sent=lambda delivered: setattr(record, "delivered", delivered))
+
+        def sent(delivered: bool) -> None:
+            record.delivered = delivered
+            record.sent = time.monotonic()
+
+        return Reply(200, json.dumps(payload).encode(), sent=sent)
 
     def answer(self, body: dict[str, Any]) -> tuple[Request, dict[str, Any]]:
         """Build the reply to one request and record it."""
@@ -229,6 +239,18 @@ class LoopbackServer(ChatServer):
             "usage": {"prompt_tokens": n_in, "completion_tokens": n_out, "total_tokens": n_in + n_out},
         }
         return record, payload
+
+    def settle(self, timeout: float = 10.0) -> bool:
+        """Wait until every request so far has had its reply written (or failed); False on timeout."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with self.lock:
+                pending = any(not r.sent for r in self.requests)
+            if not pending:
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.005)
 
     def between(self, start: float, end: float) -> list[Request]:
         """Requests that arrived in ``[start, end]``."""
