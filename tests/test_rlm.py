@@ -142,7 +142,15 @@ def test_stuck_loop_gets_a_nudge_instead_of_a_rerun(rlm_for: Any) -> None:
 def test_reply_without_code_or_final_gets_a_note(rlm_for: Any) -> None:
     rlm, srv = rlm_for(["I am thinking about it.", repl("print(1)"), "FINAL(1)"])
     assert rlm.completion("abc", "q").answer == "1"
-    assert "no ```repl block" in srv.root_requests()[1]["prompt"]
+    assert "no code to run" in srv.root_requests()[1]["prompt"]
+
+
+def test_a_block_that_only_repeats_output_is_not_run(rlm_for: Any) -> None:
+    # Seen on the 1.5B model: after the output "18611\n7560" it replied with that output in a fence.
+    rlm, srv = rlm_for([repl("print(context[:11])"), "```\n18611\n7560\n```", repl("print(sum(map(int, context.split())))"), "FINAL(26171)"])
+    result = rlm.completion("18611\n7560", "What is the sum?")
+    assert result.answer == "26171" and result.cells == 2
+    assert "only repeats output is not code" in srv.root_requests()[2]["prompt"]
 
 
 def test_server_without_usage_does_not_break_the_run(rlm_for: Any) -> None:
@@ -288,9 +296,12 @@ def test_final_of_a_shown_word_inside_a_code_block_is_the_word(rlm_for: Any) -> 
 
 
 def test_the_first_example_follows_the_context_shape(rlm_for: Any) -> None:
-    rlm, srv = rlm_for([repl("print(1)"), "FINAL(1)", repl("print(1)"), "FINAL(1)"])
-    rlm.completion("a long text", "q")
+    rlm, srv = rlm_for([repl("print(1)"), "FINAL(1)"] * 3)
+    rlm.completion("a long text on one line", "q")
+    rlm.completion("\n".join(str(n) for n in range(40)), "q")
     rlm.completion([{"age": 3}], "q")
-    text_prompt, items_prompt = (srv.root_requests()[i]["conversation"] for i in (0, 2))
-    assert 'hits = search("error")' in text_prompt and "for item in context" not in text_prompt
-    assert "hits = [item for item in context" in items_prompt and 'hits = search(' not in items_prompt
+    text, lines, items = (srv.root_requests()[i]["conversation"] for i in (0, 2, 4))
+    assert 'hits = search("error")' in text and "hits = [" not in text
+    assert "hits = [line for line in context.splitlines()" in lines and "hits = search(" not in lines
+    assert "hits = [item for item in context" in items and "hits = search(" not in items
+    assert all("`search(text)`" in p for p in (text, lines, items))  # the function is always there

@@ -36,7 +36,27 @@ def code_blocks(text: str) -> list[str]:
 
 
 def _is_output_echo(body: str) -> bool:
-    return body.lstrip().startswith(("REPL output", "Output:"))
+    """True for a block that repeats output rather than code: a "REPL output" header, or nothing
+    but literal values (``18611\n7560``), which as code would only echo its last line."""
+    if body.lstrip().startswith(("REPL output", "Output:")):
+        return True
+    try:
+        tree = ast.parse(body)
+    except (SyntaxError, ValueError):
+        return False
+    return bool(tree.body) and all(isinstance(s, ast.Expr) and _is_literal(s.value) for s in tree.body)
+
+
+def _is_literal(node: ast.expr) -> bool:
+    if isinstance(node, ast.Constant):
+        return True
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+        return _is_literal(node.operand)
+    if isinstance(node, (ast.List, ast.Tuple, ast.Set)):
+        return all(_is_literal(e) for e in node.elts)
+    if isinstance(node, ast.Dict):
+        return all(k is not None and _is_literal(k) for k in node.keys) and all(_is_literal(v) for v in node.values)
+    return False
 
 
 def _balanced(text: str, start: int) -> int | None:

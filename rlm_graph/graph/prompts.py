@@ -49,13 +49,23 @@ FINAL(total)
 ```
 """
 
-#: The first example follows the context's shape: ``search`` on text (the 1.5B model otherwise
-#: split a one-line haystack into lines and printed line numbers), a filter over items on a list
-#: or dict (given the search example there, it searched for a name instead of comparing ages).
+#: The first example follows the context's shape: ``search`` on text of few, long lines (the 1.5B
+#: model otherwise split a one-line haystack into lines and printed line numbers), a line filter
+#: on text of many lines (given the search example on a column of numbers to add up, it printed
+#: ``context[:10]`` and then echoed the output), a filter over items on a list or dict (given the
+#: search example there, it searched for a name instead of comparing ages).
 FIND_IN_TEXT = """\
 Example: find where something is mentioned
 ```repl
 hits = search("error")
+print(len(hits))
+print(hits[:10])
+```"""
+
+FIND_LINES = """\
+Example: find lines
+```repl
+hits = [line for line in context.splitlines() if "error" in line.lower()]
 print(len(hits))
 print(hits[:10])
 ```"""
@@ -89,7 +99,7 @@ OUTPUT_TEMPLATE = """\
 ```"""
 
 NO_CODE_NOTE = (
-    "Your reply had no ```repl block and no FINAL(...). Write a ```repl block to explore the context, "
+    "Your reply had no code to run (a block that only repeats output is not code) and no FINAL(...). Write a ```repl block to explore the context, "
     "or FINAL with the value if you know it, e.g. FINAL(42)."
 )
 
@@ -129,12 +139,23 @@ Question: {query}
 What kind of value does this question ask for? Reply with one word from: number, name, word, list, date, text."""
 
 
-def system_prompt(*, max_output_chars: int, allow_rlm: bool, context_type: str | None = None) -> str:
-    """The root model's system prompt; ``context_type`` ("str", "list", "dict" ...) picks its first example."""
+#: A text with at least this many lines gets the line-filter example.
+MANY_LINES = 20
+
+
+def system_prompt(*, max_output_chars: int, allow_rlm: bool, context_meta: dict[str, Any] | None = None) -> str:
+    """The root model's system prompt; the context's metadata (its type and line count) picks the first example."""
+    meta = context_meta or {}
+    if meta.get("type") in ("list", "dict"):
+        example = FIND_IN_ITEMS
+    elif int(meta.get("lines") or 0) >= MANY_LINES:
+        example = FIND_LINES
+    else:
+        example = FIND_IN_TEXT
     return SYSTEM_PROMPT.format(
         max_output_chars=max_output_chars,
         rlm_line=RLM_QUERY_LINE if allow_rlm else "",
-        find_example=FIND_IN_ITEMS if context_type in ("list", "dict") else FIND_IN_TEXT,
+        find_example=example,
     )
 
 

@@ -145,7 +145,7 @@ class _RunRecorder:
         system = prompts.system_prompt(
             max_output_chars=int(limits.get("max_output_chars", 4000)),
             allow_rlm=self.depth < int(limits.get("max_depth", 1) or 0),
-            context_type=(self.context_meta or {}).get("type"),
+            context_meta=self.context_meta,
         )
         # A child learns its question from its parent's call, when it is attached (fill_task);
         # a task turn still unknown then is dropped rather than made up.

@@ -21,7 +21,7 @@ def conversation(state: RLMState, limits: Limits, *, keep_last: int | None = Non
     allow_rlm = int(state.get("depth") or 0) < limits.max_depth
     msgs: list[BaseMessage] = [
         SystemMessage(prompts.system_prompt(max_output_chars=limits.max_output_chars, allow_rlm=allow_rlm,
-                                            context_type=(state.get("context_meta") or {}).get("type"))),
+                                            context_meta=state.get("context_meta"))),
         HumanMessage(prompts.task_prompt(state.get("query", ""), state.get("context_meta") or {})),
     ]
     history = list(state.get("messages") or [])

@@ -12,6 +12,10 @@ def test_unclosed_fence_counts_as_a_block() -> None:
 
 def test_empty_blocks_and_output_echoes_are_skipped() -> None:
     assert code_blocks("```repl\n\n```\n```\nREPL output:\n5\n```") == []
+    # Only literal values: output pasted back, which as code would just echo its last line.
+    assert code_blocks("```\n18611\n7560\n```\n```repl\n[1, -2, (3, 'a')]\n{'k': None}\n```") == []
+    # A name, a call or an assignment is code.
+    assert code_blocks("```repl\nx = 1\nx\n```\n```repl\n7560\nprint(1)\n```") == ["x = 1\nx", "7560\nprint(1)"]
 
 
 def test_final_with_nested_parentheses() -> None:
