@@ -97,7 +97,7 @@ def test_python_fence_is_accepted_like_repl(rlm_for: Any) -> None:
 def test_empty_reply_gets_a_note_and_the_run_goes_on(rlm_for: Any) -> None:
     rlm, srv = rlm_for(["", *OK])
     assert rlm.completion("c", "q").answer == "42"
-    assert "no ```repl block" in srv.root_requests()[1]["prompt"]
+    assert "no code to run" in srv.root_requests()[1]["prompt"]
 
 
 def test_unbalanced_final_takes_the_rest_of_the_line(rlm_for: Any) -> None:

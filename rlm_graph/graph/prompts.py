@@ -103,6 +103,11 @@ NO_CODE_NOTE = (
     "or FINAL with the value if you know it, e.g. FINAL(42)."
 )
 
+FIRST_BLOCK_NOTE = (
+    "Only your first ```repl block runs; the other {n} were written before you saw its output. Read "
+    "the output below, then write the next block."
+)
+
 STUCK_NOTE = (
     "You ran the same code as in your previous reply. Do not repeat it. If the output above answers the "
     "question, reply with FINAL and the value now, e.g. FINAL(42); otherwise try a different approach."

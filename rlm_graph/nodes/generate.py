@@ -92,6 +92,11 @@ def generate(state: RLMState, runtime: Runtime[RLMContext], *, defaults: RLMCont
         if stuck >= 2:
             update["budget_hit"] = "stuck_loop"
         return update
+    if len(blocks) > 1:
+        # Rule 3, enforced: later blocks were written before the first one's output was seen (the
+        # 1.5B model filtered CSV dates as 'January 2024' in a second block, unseen, and answered 0).
+        update["messages"].append({"role": "user", "content": prompts.FIRST_BLOCK_NOTE.format(n=len(blocks) - 1)})
+        blocks = blocks[:1]
     if blocks or final is not None:
         update["stuck"] = 0  # a reply with neither (prose) keeps the count: A, prose, A, prose, A is a loop too
     if final is not None and final.var is not None and (_defined(final.var, state, blocks) or not (final.var[0].isupper() or _shown(final.var, state))):
