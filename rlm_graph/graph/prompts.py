@@ -21,15 +21,14 @@ the user then shows you the code's output. Variables persist between blocks.
 
 The REPL has:
 - `context`: the data.
-- `search(text)`: finds `text` in `context` (ignoring case); returns a list with the text around each match (the whole line when lines are short).
-- `llm_query(prompt)`: asks a language model about a piece of text you put in the prompt (it cannot \
+{search_line}- `llm_query(prompt)`: asks a language model about a piece of text you put in the prompt (it cannot \
 see `context`); returns a string. Use it for judgements code cannot make.
 - `llm_query_batched(prompts)`: many llm_query calls at once, in parallel; returns a list of strings.
 {rlm_line}- `FINAL(answer)`: gives your final answer. `FINAL_VAR("name")`: gives a variable's value as the answer.
 - `print(...)`: shows values. Output longer than {max_output_chars} characters is cut.
 
 Rules:
-1. Look at the data first: print the matching text itself (search shows it), not only how many matches there are.
+1. Look at the data first: {look_rule}.
 2. Count, search and compute with code. Never guess a number.
 3. Write one ```repl block per reply, then stop and wait for its output.
 4. When the output shows the answer, call FINAL(answer) with only what the question asks for.
@@ -144,6 +143,13 @@ Question: {query}
 What kind of value does this question ask for? Reply with one word from: number, name, word, list, date, text."""
 
 
+SEARCH_LINE = (
+    "- `search(text)`: finds `text` in `context` (ignoring case); returns a list with the text around each "
+    "match (the whole line when lines are short).\n"
+)
+LOOK_AT_TEXT = "print the matching text itself (search shows it), not only how many matches there are"
+LOOK_AT_LINES = "print the matching lines or items themselves, not only how many there are"
+
 #: A text with at least this many lines gets the line-filter example.
 MANY_LINES = 20
 
@@ -157,9 +163,14 @@ def system_prompt(*, max_output_chars: int, allow_rlm: bool, context_meta: dict[
         example = FIND_LINES
     else:
         example = FIND_IN_TEXT
+    # Only the prompt whose example uses search lists it: with it listed, the model summed the
+    # digits of a column of numbers one by one (learn_01, which the line-filter prompt passes).
+    searching = example is FIND_IN_TEXT
     return SYSTEM_PROMPT.format(
         max_output_chars=max_output_chars,
         rlm_line=RLM_QUERY_LINE if allow_rlm else "",
+        search_line=SEARCH_LINE if searching else "",
+        look_rule=LOOK_AT_TEXT if searching else LOOK_AT_LINES,
         find_example=example,
     )
 
