@@ -303,5 +303,5 @@ def test_the_first_example_follows_the_context_shape(rlm_for: Any) -> None:
     text, lines, items = (srv.root_requests()[i]["conversation"] for i in (0, 2, 4))
     assert 'hits = search("error")' in text and "hits = [" not in text
     assert "hits = [line for line in context.splitlines()" in lines and "hits = search(" not in lines
-    assert "hits = [item for item in context" in items and "hits = search(" not in items
+    assert "hits = [line for line in context.splitlines()" in items and "hits = search(" not in items
     assert "`search(text)`" in text and "`search(text)`" not in lines + items  # only where the example uses it

@@ -48,11 +48,11 @@ FINAL(total)
 ```
 """
 
-#: The first example follows the context's shape: ``search`` on text of few, long lines (the 1.5B
-#: model otherwise split a one-line haystack into lines and printed line numbers), a line filter
-#: on text of many lines (given the search example on a column of numbers to add up, it printed
-#: ``context[:10]`` and then echoed the output), a filter over items on a list or dict (given the
-#: search example there, it searched for a name instead of comparing ages).
+#: The first example follows the context's shape. Text of few, long lines gets ``search`` (the
+#: 1.5B model otherwise split a one-line haystack into lines and printed line numbers). Everything
+#: else keeps the line filter, which the learning path passes: given the search example, the model
+#: printed ``context[:10]`` of a column of numbers to add and echoed it back; given an item-filter
+#: example on lists and dicts, it counted reviews containing "love" instead of asking llm_query.
 FIND_IN_TEXT = """\
 Example: find where something is mentioned
 ```repl
@@ -65,14 +65,6 @@ FIND_LINES = """\
 Example: find lines
 ```repl
 hits = [line for line in context.splitlines() if "error" in line.lower()]
-print(len(hits))
-print(hits[:10])
-```"""
-
-FIND_IN_ITEMS = """\
-Example: find items
-```repl
-hits = [item for item in context if "error" in str(item).lower()]
 print(len(hits))
 print(hits[:10])
 ```"""
@@ -157,15 +149,10 @@ MANY_LINES = 20
 def system_prompt(*, max_output_chars: int, allow_rlm: bool, context_meta: dict[str, Any] | None = None) -> str:
     """The root model's system prompt; the context's metadata (its type and line count) picks the first example."""
     meta = context_meta or {}
-    if meta.get("type") in ("list", "dict"):
-        example = FIND_IN_ITEMS
-    elif int(meta.get("lines") or 0) >= MANY_LINES:
-        example = FIND_LINES
-    else:
-        example = FIND_IN_TEXT
     # Only the prompt whose example uses search lists it: with it listed, the model summed the
     # digits of a column of numbers one by one (learn_01, which the line-filter prompt passes).
-    searching = example is FIND_IN_TEXT
+    searching = meta.get("type", "str") == "str" and int(meta.get("lines") or 0) < MANY_LINES
+    example = FIND_IN_TEXT if searching else FIND_LINES
     return SYSTEM_PROMPT.format(
         max_output_chars=max_output_chars,
         rlm_line=RLM_QUERY_LINE if allow_rlm else "",
