@@ -305,3 +305,13 @@ def test_the_first_example_follows_the_context_shape(rlm_for: Any) -> None:
     assert "hits = [line for line in context.splitlines()" in lines and "hits = search(" not in lines
     assert "hits = [line for line in context.splitlines()" in items and "hits = search(" not in items
     assert "`search(text)`" in text and "`search(text)`" not in lines + items  # only where the example uses it
+
+
+def test_a_prose_answer_with_a_value_from_the_output_is_asked_to_be_wrapped_in_final(rlm_for: Any) -> None:
+    # Seen on the 1.5B model: it printed 540000, then wrote "The total ... is 540000." with no FINAL.
+    rlm, srv = rlm_for([repl("print(sum(context))"), "The total salary is 540000.", "FINAL(540000)"])
+    assert rlm.completion([300000, 240000], "Total?").answer == "540000"
+    assert "If 540000 is the answer, reply with exactly: FINAL(540000)" in srv.root_requests()[2]["prompt"]
+    rlm, srv = rlm_for([repl("print(sum(context))"), "The total is large.", "FINAL(540000)"])
+    assert rlm.completion([300000, 240000], "Total?").answer == "540000"
+    assert "no code to run" in srv.root_requests()[2]["prompt"] and "If " not in srv.root_requests()[2]["prompt"]

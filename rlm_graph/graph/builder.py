@@ -94,7 +94,7 @@ def build_graph(defaults: RLMContext, *, checkpointer: Checkpointer = None, name
     builder.add_edge(START, "prepare")
     builder.add_edge("prepare", "generate")
     builder.add_conditional_edges("generate", route_generate, ["execute", "check_final"])
-    builder.add_conditional_edges("execute", route_execute, ["recurse", "execute", "check_final"])
+    builder.add_conditional_edges("execute", bind(route_execute, defaults=defaults), ["recurse", "execute", "check_final", "generate"])
     builder.add_conditional_edges("recurse", fan_out, ["sub_call"])
     builder.add_edge("sub_call", "execute")
     builder.add_conditional_edges("check_final", route_check_final, ["generate", END])

@@ -99,6 +99,11 @@ FIRST_BLOCK_NOTE = (
     "the output below, then write the next block."
 )
 
+NO_CODE_VALUE_NOTE = (
+    "Your reply had no code to run and no FINAL(...). If {value} is the answer, reply with exactly: "
+    "FINAL({value}). Otherwise write a ```repl block."
+)
+
 STUCK_NOTE = (
     "You ran the same code as in your previous reply. Do not repeat it. If the output above answers the "
     "question, reply with FINAL and the value now, e.g. FINAL(42); otherwise try a different approach."

@@ -108,8 +108,28 @@ def check_final(state: RLMState, runtime: Runtime[RLMContext], *, defaults: RLMC
         return _forced_final(state, ctx, limits, limit)
     last = (state.get("messages") or [{}])[-1]
     if last.get("role") == "assistant" and not state.get("queue"):
-        return {"messages": [{"role": "user", "content": prompts.NO_CODE_NOTE}]}
+        value = _stated_value(last.get("content") or "", state)
+        note = prompts.NO_CODE_VALUE_NOTE.format(value=value) if value else prompts.NO_CODE_NOTE
+        return {"messages": [{"role": "user", "content": note}]}
     return {}
+
+
+_NUMBER = re.compile(r"(?<![\w.])-?\d[\d,]*(?:\.\d+)?(?![\w])")
+
+
+def _stated_value(prose: str, state: RLMState) -> str | None:
+    """The last number in a prose reply that the REPL output showed: "The total is 540000." after
+    an output of 540000 is an answer the small model forgot to wrap in FINAL. Not for a reply that
+    pasted output into a code block: its numbers are the output's, not an answer."""
+    if "```" in prose:
+        return None
+    seen = "\n".join(_RECORDED.sub("", c.get("stdout") or "") for c in state.get("cells") or [])
+    shown = set(_NUMBER.findall(seen))
+    for raw in reversed(_NUMBER.findall(prose)):
+        number = raw.rstrip(",")
+        if number in shown or number.replace(",", "") in shown:
+            return number.replace(",", "")
+    return None
 
 
 _WHAT = {

@@ -183,12 +183,26 @@ def _finish(state: RLMState, active: ActiveCell, result: CellResult, requests: l
     return out
 
 
-def route_execute(state: RLMState) -> Literal["recurse", "execute", "check_final"]:
-    """Fan out waiting sub-calls, run the next queued cell, or go decide."""
+def route_execute(
+    state: RLMState, runtime: Runtime[RLMContext], *, defaults: RLMContext | None = None
+) -> Literal["recurse", "execute", "check_final", "generate"]:
+    """Fan out waiting sub-calls, run the next queued cell, go decide, or take the next turn.
+
+    ``check_final`` only runs when it has something to decide (a proposed answer, a spent budget,
+    the last iteration): otherwise it would be a step that changes nothing, yet costs a checkpoint
+    write, one of three per iteration.
+    """
     if state.get("pending"):
         return "recurse"
     if state.get("active") is not None:
         return "execute"
     if state.get("queue") and not state.get("budget_hit"):
         return "execute"
-    return "check_final"
+    if state.get("proposed") is not None or state.get("budget_hit"):
+        return "check_final"
+    limits = Limits.from_dict(state.get("limits"))
+    if int(state.get("iteration") or 0) >= limits.max_iterations:
+        return "check_final"
+    if spent_budget(limits, state, settings_of(runtime, defaults)) is not None:
+        return "check_final"
+    return "generate"
