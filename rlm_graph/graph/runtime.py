@@ -192,6 +192,15 @@ def remaining(limits: Limits, state: RLMState, ctx: RLMContext) -> dict[str, Any
     }
 
 
+def reached_limit(limits: Limits, state: RLMState, ctx: RLMContext) -> str | None:
+    """Why the run must end now with a forced answer: a budget a request found spent, a whole-tree
+    budget spent, or the last iteration done; None while the run may take another turn."""
+    limit = state.get("budget_hit") or spent_budget(limits, state, ctx)
+    if limit is None and int(state.get("iteration") or 0) >= limits.max_iterations:
+        limit = "max_iterations"
+    return limit
+
+
 def spent_budget(limits: Limits, state: RLMState, ctx: RLMContext, extra_calls: int = 0) -> str | None:
     """The name of the first whole-tree budget that is spent (``extra_calls`` more sub-calls included)."""
     left = remaining(limits, state, ctx)

@@ -11,7 +11,7 @@ from langgraph.runtime import Runtime
 from rlm_graph.errors import ModelError, SandboxError
 from rlm_graph.graph import prompts
 from rlm_graph.graph.parsing import find_final
-from rlm_graph.graph.runtime import close_session, open_session, settings_of, spent_budget
+from rlm_graph.graph.runtime import close_session, open_session, reached_limit, settings_of
 from rlm_graph.graph.settings import Limits, RLMContext
 from rlm_graph.graph.state import RLMState
 from rlm_graph.models.calls import ContextOverflow, call_model
@@ -101,9 +101,7 @@ def check_final(state: RLMState, runtime: Runtime[RLMContext], *, defaults: RLMC
                         "messages": [{"role": "user", "content": note}]}
         close_session(state)
         return {"final_answer": answer, "stopped_by": "final", "proposed": None, "usage": usage}
-    limit = state.get("budget_hit") or spent_budget(limits, state, ctx)
-    if limit is None and int(state.get("iteration") or 0) >= limits.max_iterations:
-        limit = "max_iterations"
+    limit = reached_limit(limits, state, ctx)
     if limit is not None:
         return _forced_final(state, ctx, limits, limit)
     last = (state.get("messages") or [{}])[-1]

@@ -16,7 +16,7 @@ from langgraph.types import interrupt
 
 from rlm_graph.errors import SandboxTimeout, WorkerCrashed
 from rlm_graph.graph import prompts
-from rlm_graph.graph.runtime import open_session, remaining, settings_of, spent_budget
+from rlm_graph.graph.runtime import open_session, reached_limit, remaining, settings_of, spent_budget
 from rlm_graph.graph.settings import Limits, RLMContext
 from rlm_graph.graph.state import CLEAR, ActiveCell, Cell, RLMState, RequestRecord, SubAnswer
 from rlm_graph.sandboxes import POOL
@@ -198,11 +198,8 @@ def route_execute(
         return "execute"
     if state.get("queue") and not state.get("budget_hit"):
         return "execute"
-    if state.get("proposed") is not None or state.get("budget_hit"):
+    if state.get("proposed") is not None:
         return "check_final"
-    limits = Limits.from_dict(state.get("limits"))
-    if int(state.get("iteration") or 0) >= limits.max_iterations:
-        return "check_final"
-    if spent_budget(limits, state, settings_of(runtime, defaults)) is not None:
+    if reached_limit(Limits.from_dict(state.get("limits")), state, settings_of(runtime, defaults)) is not None:
         return "check_final"
     return "generate"
