@@ -46,7 +46,8 @@ def collect(results: Path, overhead_file: Path | None, previous: dict[str, Any])
     raws = [(f, json.loads(f.read_text())) for f in files]
     if raws:
         rows: list[dict[str, Any]] = []
-        kept = (previous.get("overhead") or {}).get("rows") or []
+        before = previous.get("overhead") or {}
+        kept = before.get("rows") or []
         for scenario in ("iterations", "fanout", "context", "resume"):
             for f, raw in reversed(raws):
                 mine = [r for r in raw["rows"] if r["scenario"] == scenario]
@@ -59,14 +60,14 @@ def collect(results: Path, overhead_file: Path | None, previous: dict[str, Any])
         runs = [{"source": f.name, "machine": raw["machine"], "scenarios": sorted({r["scenario"] for r in raw["rows"]}),
                  "spread": [_spread_row(r) for r in raw["rows"] if r["scenario"] in ("iterations", "fanout")]} for f, raw in raws]
         sources = {r["source"] for r in runs}
-        runs = [r for r in (previous.get("overhead") or {}).get("runs") or [] if r["source"] not in sources] + runs
+        runs = [r for r in before.get("runs") or [] if r["source"] not in sources] + runs
         out["overhead"] = {
             "runs": runs,
             "machine": newest["machine"],
-            "versions": {**(previous.get("overhead") or {}).get("versions", {}), **newest["versions"]},
-            "config": {**(previous.get("overhead") or {}).get("config", {}), **newest["config"]},
+            "versions": {**before.get("versions", {}), **newest["versions"]},
+            "config": {**before.get("config", {}), **newest["config"]},
             "rows": rows,
-            "notes": sorted({*(previous.get("overhead") or {}).get("notes", []), *(n for _, raw in raws for n in raw.get("notes", []))}),
+            "notes": sorted({*before.get("notes", []), *(n for _, raw in raws for n in raw.get("notes", []))}),
         }
     elif "overhead" in previous:
         out["overhead"] = previous["overhead"]
@@ -251,12 +252,27 @@ def targets(summary: dict[str, Any]) -> list[tuple[str, str, str]]:
 # -- plots -----------------------------------------------------------------------------------
 
 
-def plot_quality(summary: dict[str, Any], path: Path) -> bool:
+def _pyplot() -> Any:
+    """matplotlib.pyplot on the file-only Agg backend (no display here)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def _save(fig: Any, path: Path) -> None:
+    """Write ``fig`` as a PNG and free it."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_quality(summary: dict[str, Any], path: Path) -> bool:
+    plt = _pyplot()
     groups = [g for g in quality_groups(summary.get("quality", {}).get("tasks", [])) if g["kind"] != "smoke"]
     kinds = sorted({g["kind"] for g in groups})
     if not kinds:
@@ -275,18 +291,12 @@ def plot_quality(summary: dict[str, Any], path: Path) -> bool:
         ax.set_ylabel("mean score")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, path)
     return True
 
 
 def plot_overhead(summary: dict[str, Any], path: Path) -> bool:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     it, fan, ctx = _rows(summary, "iterations"), _rows(summary, "fanout"), _rows(summary, "context")
     if not (it or fan or ctx):
         return False
@@ -323,18 +333,12 @@ def plot_overhead(summary: dict[str, Any], path: Path) -> bool:
     ax.set_xlabel("context size (bytes)")
     ax.set_title("peak RSS (host + sandbox) / context size")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, path)
     return True
 
 
 def plot_turn_cost(summary: dict[str, Any], path: Path) -> bool:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     rows = [r for r in _rows(summary, "iterations") if r.get("gap_by_turn_ms") and r["latency_s"] == 0.0]
     if not rows:
         return False
@@ -346,9 +350,7 @@ def plot_turn_cost(summary: dict[str, Any], path: Path) -> bool:
     ax.set_title("cost of one turn as the run grows (zero-latency server)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, path)
     return True
 
 
