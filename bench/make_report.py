@@ -19,12 +19,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from rlm_graph.bench.families import FAMILIES
+from rlm_graph.bench.scoreboard import SLOW_SECONDS, family_rows, family_scores
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 DOCS = ROOT / "docs"
 
 #: Keys of an overhead row kept in the summary (raw samples stay in bench/results).
-_DROP = ("samples_overhead_per_iter_ms", "samples_cell_s")
+_DROP = ("samples_overhead_per_iter_ms", "samples_cell_s", "samples_load_ms")
 
 
 # -- collect ---------------------------------------------------------------------------------
@@ -48,7 +51,7 @@ def collect(results: Path, overhead_file: Path | None, previous: dict[str, Any])
         rows: list[dict[str, Any]] = []
         before = previous.get("overhead") or {}
         kept = before.get("rows") or []
-        for scenario in ("iterations", "fanout", "context", "resume"):
+        for scenario in ("iterations", "fanout", "context", "resume", "checkpoints"):
             for f, raw in reversed(raws):
                 mine = [r for r in raw["rows"] if r["scenario"] == scenario]
                 if mine:
@@ -71,12 +74,57 @@ def collect(results: Path, overhead_file: Path | None, previous: dict[str, Any])
         }
     elif "overhead" in previous:
         out["overhead"] = previous["overhead"]
+    startup = results / "cli-startup.json"
+    if startup.exists():
+        out["cli_startup"] = json.loads(startup.read_text())
+    elif "cli_startup" in previous:
+        out["cli_startup"] = previous["cli_startup"]
     records = [json.loads(p.read_text()) for p in sorted((results / "quality").glob("*/*.json"))]
     # A task measured again replaces its row; every other row of the summary stays.
     tasks = {(t["method"], t["task"]): t for t in (previous.get("quality") or {}).get("tasks") or []}
     tasks.update({(r["method"], r["task"]): _compact(r) for r in records})
     if tasks:
         out["quality"] = {"tasks": sorted(tasks.values(), key=lambda t: (t["method"], t["kind"], t["size"], t["task"]))}
+    before = [json.loads(p.read_text()) for p in sorted((results / "quality-before").glob("rlm/*.json"))]
+    if before:
+        out["quality_before"] = {"tasks": [_compact(r) for r in before]}
+    elif "quality_before" in previous:
+        out["quality_before"] = previous["quality_before"]
+    fired = helper_usage(results / "quality" / "trajectories")
+    if fired:
+        out["helpers"] = fired
+    elif "helpers" in previous:
+        out["helpers"] = previous["helpers"]
+    return out
+
+
+#: Issue 14's helpers and guards, as they show in a run's trajectory log: (name, text that shows it fired).
+HELPER_MARKERS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("layout facts in the first message (columns, record keys, field values)",
+     ("It is a table: a header line", "Each item is a dict with the keys", "Fields that take only a few values")),
+    ("search by field value (search('warning') -> level WARN)", ("(a field's value",)),
+    ("filter notes (capitals against .lower(), a literal not in the data)",
+     ("has capital letters but is compared", "with these capitals, only with others", "as written. search(")),
+    ("runner's own search when stuck or after 'not found'", ("The runner searched the context",)),
+    ("non-answer sent back ('not found', placeholders)", ("says the value is not there",)),
+    ("uncounted count sent back", ("is not a count your code printed", "is not a number your code printed")),
+    ("no answer before any output", ("before seeing any output",)),
+    ("runner's count by the fields the question names", ("The question names values of the data's fields",)),
+    ("answer from code that never looked for the question's words", ("comes from code that never looked for",)),
+    ("judge() code given for a count over short texts", ("Counting by words in the text cannot answer this",)),
+    ("a table also given as rows (columns, CSV, JSON text)", ("The variable `rows` holds", "the variable `rows` holds it")),
+)
+
+
+def helper_usage(trajectories: Path) -> list[dict[str, Any]]:
+    """Which helpers and guards fired in each task's run: ``[{"task", "fired": [names]}]``."""
+    out = []
+    for folder in sorted(p for p in trajectories.glob("*") if p.is_dir()):
+        text = "\n".join(f.read_text(errors="replace") for f in sorted(folder.glob("*.jsonl")))
+        if not text:
+            continue
+        fired = [name for name, marks in HELPER_MARKERS if any(m in text for m in marks)]
+        out.append({"task": folder.name, "fired": fired})
     return out
 
 
@@ -101,11 +149,12 @@ def _compact(r: dict[str, Any]) -> dict[str, Any]:
         "subcalls": r.get("subcalls"),
         "tokens": (r.get("tokens") or {}).get("total"),
         "answer": answer,
-        "gold": r.get("gold") if not isinstance(r.get("gold"), list) else f"{len(r['gold'])} pairs",
+        "gold": r.get("gold") if not isinstance(r.get("gold"), list) else f"{len(r['gold'])} {'pairs' if r.get('scorer') == 'pairs_f1' else 'items'}",
         "error": (r.get("error") or "")[:160] or None,
         "stopped_by": r.get("stopped_by"),
         "model": r.get("model"),
         "date": r.get("date"),
+        **{k: r[k] for k in ("split", "family", "generator", "shape", "revision") if r.get(k) is not None},
     }
 
 
@@ -147,9 +196,15 @@ def _pick(rows: Sequence[dict[str, Any]], **match: Any) -> dict[str, Any] | None
     return next((r for r in rows if all(r.get(k) == v for k, v in match.items())), None)
 
 
+def _is_family(t: dict[str, Any]) -> bool:
+    """A task of the generalisation families (dev or test split), which the split section reports."""
+    return bool(t.get("split")) or str(t.get("task", "")).startswith(("dev-", "test-"))
+
+
 def quality_groups(tasks: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Mean score, time and tokens per (suite, size, method), family tasks left out."""
     groups: dict[tuple[str, str, int], list[dict[str, Any]]] = {}
-    for t in tasks:
+    for t in (t for t in tasks if not _is_family(t)):
         groups.setdefault((t["kind"], t["size"], t["method"]), []).append(t)
     out = []
     for (kind, size, method), ts in sorted(groups.items()):
@@ -223,6 +278,7 @@ def targets(summary: dict[str, Any]) -> list[tuple[str, str, str]]:
         out.append((f"zero repeated LLM calls on resume, killed {r['killed']}",
                     f"{r['repeated_calls']} repeated" + (f" (answered {r['repeated_answered_ms_before_kill']} ms before the kill)" if r["repeated_calls"] else ""),
                     verdict(r["repeated_calls"] == 0 and not r.get("error"))))
+    out += _storage_targets(_rows(summary, "checkpoints"))
     for r in (r for r in it if r["library"] == "rlm-graph" and r["checkpointer"] != "none"):
         base = _pick(it, library="rlm-graph", checkpointer="none", latency_s=r["latency_s"])
         if base and base["wall_s"]:
@@ -235,6 +291,11 @@ def targets(summary: dict[str, Any]) -> list[tuple[str, str, str]]:
 
             out.append((f"checkpoint overhead ≤ 10 % wall time, {r['checkpointer']}, {r['latency_s'] * 1000:g} ms model latency",
                         f"+{extra:.1f} % ({r['wall_s']:.2f} s vs {base['wall_s']:.2f} s for 30 iterations){across(cost, ' %')}", verdict(extra <= 10)))
+    helprow = _pick((summary.get("cli_startup") or {}).get("rows") or [], command="rlm-graph --help")
+    if helprow:
+        out.append(("`rlm-graph --help` ≤ 0.5 s over a bare Python start",
+                    f"+{helprow['over_bare_wall_s']:.3f} s wall, +{helprow['over_bare_cpu_s']:.3f} s CPU (medians of {helprow['repeats']} paired runs)",
+                    verdict(helprow["over_bare_wall_s"] <= 0.5)))
     groups = quality_groups(summary.get("quality", {}).get("tasks", []))
     big_sniah = [g for g in groups if g["kind"] == "sniah" and g["size"] >= 1_000_000]
     for size in sorted({g["size"] for g in big_sniah}):
@@ -246,7 +307,26 @@ def targets(summary: dict[str, Any]) -> list[tuple[str, str, str]]:
             out.append((f"S-NIAH at {_chars(size)} chars: RLM ≥ 90 % with the embedded model, base fails", text, verdict(ok)))
     if not big_sniah:
         out.append(("S-NIAH at 1M+ chars: RLM ≥ 90 %, base fails", "no S-NIAH task of 1M+ characters in the results", verdict(None)))
-    return out
+    return out + _split_targets(summary, verdict)
+
+
+def _split_targets(summary: dict[str, Any], verdict: Any) -> list[tuple[str, str, str]]:
+    """Issue 14's bar, on the test split with the embedded model: mean ≥ 0.80, no family below 0.5, every task ≤ 300 s."""
+    scores = family_scores([t for t in summary.get("quality", {}).get("tasks", []) if _is_family(t)])
+    test, dev = scores.get(("test", "rlm")), scores.get(("dev", "rlm"))
+    if not test:
+        return [("test split: mean ≥ 0.80, no family below 0.5, every task ≤ 300 s (rlm)", "no test-split results", verdict(None))]
+    worst = min(test["families"].items(), key=lambda kv: kv[1]["score"])
+    base = scores.get(("test", "base"))
+    return [
+        ("test split: mean ≥ 0.80 with the embedded model (rlm)",
+         f"{test['mean']:.3f} over {test['n']} tasks" + (f" (dev {dev['mean']:.3f})" if dev else "") + (f"; base {base['mean']:.3f}" if base else ""),
+         verdict(test["mean"] >= 0.8)),
+        ("test split: no family below 0.5 (rlm)", f"lowest: {worst[0]} {worst[1]['score']:.2f} ({worst[1]['n']} tasks)",
+         verdict(worst[1]["score"] >= 0.5)),
+        (f"test split: every task ≤ {SLOW_SECONDS:g} s (rlm)", f"largest {test['max_seconds']:.0f} s; {test['slow']} over",
+         verdict(test["slow"] == 0)),
+    ]
 
 
 # -- plots -----------------------------------------------------------------------------------
@@ -378,7 +458,8 @@ def render(summary: dict[str, Any], docs: Path) -> str:
         "against the same scripted OpenAI-compatible server on loopback, with the same script (only the final cell differs: "
         "`FINAL(...)` vs `answer[\"ready\"] = True`). The server's clock gives each model call's time, which is taken out of the "
         "wall time.",
-        "- `rlm-graph bench quality`: seeded tasks (`rlm_graph/bench/tasks.py`) through `rlm` (rlm-graph), `base` (one plain call, "
+        "- `rlm-graph bench quality`: seeded tasks (the suites of `rlm_graph/bench/tasks.py`, and the generalisation families of "
+        "`rlm_graph/bench/families/` with their dev and test splits) through `rlm` (rlm-graph), `base` (one plain call, "
         "the context cut to the model's 8K-token window) and `rlms`, all on the same embedded model servers "
         "(Qwen2.5-Coder-1.5B-Instruct Q4_K_M, llama.cpp, one server for root calls and one for sub-calls).",
         "",
@@ -401,14 +482,22 @@ def render(summary: dict[str, Any], docs: Path) -> str:
               "(the machine was shared, see the notes).", "",
               _table(["target", "measured", "verdict"], targets(summary)), ""]
     parts += _overhead_sections(summary, have_o, have_t)
+    parts += _split_sections(summary)
+    parts += _before_after_sections(summary)
     parts += _quality_sections(summary, have_q)
+    parts += _startup_section(summary)
     parts += ["## Reproduce", "", "```sh",
               "rlm-graph bench overhead                      # ~15 min; writes bench/results/overhead-<time>.json",
               "rlm-graph models start",
               "rlm-graph bench quality --method rlm --method base --tasks smoke sniah:8k,128k,1m oolong:8k --n 2",
               "rlm-graph bench quality --method rlms --tasks sniah:8k,128k --n 1",
+              "rlm-graph bench quality --split test --method rlm --method base --method rlms   # the generalisation split",
+              "python bench/cli_startup.py                   # the command line's start-up; writes bench/results/cli-startup.json",
               "python bench/make_report.py                   # results -> docs/benchmarks.json -> this page",
-              "```", ""]
+              "```", "",
+              "On a terminal both runners draw a progress bar on stderr (runs or configurations done of N, elapsed",
+              "time, ETA), with each run's line printed above it; `--quiet` turns the bar off, and piped or",
+              "redirected output never has one.", ""]
     return "\n".join(parts)
 
 
@@ -451,9 +540,65 @@ def _overhead_sections(summary: dict[str, Any], have_plot: bool, have_turns: boo
                   _table(["library", "killed", "mode", "calls before", "calls after", "repeated", "to first new call (s)", "process start to first call (s)", "total (s)", "answer ok"],
                          [[r["library"], r["killed"], r["mode"], r["calls_before_kill"], r["calls_after"], r["repeated_calls"], r.get("to_first_call_s"),
                            r.get("spawn_to_first_call_s"), r.get("total_s"), r.get("answer_ok")] for r in res]), ""]
+    parts += _storage_section(_rows(summary, "checkpoints"))
     if have_plot:
         parts += ["![overhead ratios](img/overhead_ratios.png)", ""]
     return parts
+
+
+def _startup_section(summary: dict[str, Any]) -> list[str]:
+    """The command line's cost before it does anything (bench/cli_startup.py)."""
+    st = summary.get("cli_startup")
+    if not st:
+        return []
+    m = st.get("machine", {})
+    rows = st["rows"]
+    return ["## Command-line start-up", "",
+            f"`python bench/cli_startup.py`: whole processes, each run paired with a bare `python -c pass` started just after it "
+            f"({rows[0]['repeats']} pairs per command, medians; {m.get('date')}, load average {m.get('loadavg')} → {m.get('loadavg_end')}). "
+            f"A bare start took {rows[0]['bare_wall_s']} s wall, {rows[0]['bare_cpu_s']} s CPU. *CPU* is user + system time of the "
+            "finished process: on a shared machine wall time waits for a processor, CPU time does not.", "",
+            _table(["command", "wall (s)", "CPU (s)", "over bare Python, wall (s)", "over bare Python, CPU (s)", "exit"],
+                   [[r["command"], r["wall_s"], r["cpu_s"], r["over_bare_wall_s"], r["over_bare_cpu_s"], ",".join(map(str, r["exit_codes"]))] for r in rows]), ""]
+
+
+def _storage_targets(rows: Sequence[dict[str, Any]]) -> list[tuple[str, str, str]]:
+    """Linear checkpoint storage: the bytes at 80 iterations against those at 20, this code and the baseline."""
+    by = {(r["variant"], r["iterations"]): r for r in rows if not r.get("error")}
+    now_20, now_80 = by.get(("current", 20)), by.get(("current", 80))
+    if not (now_20 and now_80):
+        return []
+    ratio = now_80["stored_bytes"] / now_20["stored_bytes"]
+    text = f"{ratio:.2f} × ({_bytes(now_80['stored_bytes'])} vs {_bytes(now_20['stored_bytes'])})"
+    old_20, old_80 = by.get(("baseline", 20)), by.get(("baseline", 80))
+    if old_20 and old_80:
+        text += f"; before ({old_20.get('revision')}): {old_80['stored_bytes'] / old_20['stored_bytes']:.2f} × ({_bytes(old_80['stored_bytes'])} vs {_bytes(old_20['stored_bytes'])})"
+    return [("checkpoint bytes at 80 iterations ≤ 5 × those at 20 (linear storage), SQLite", text, "met" if ratio <= 5 else "missed")]
+
+
+def _storage_section(rows: Sequence[dict[str, Any]]) -> list[str]:
+    if not rows:
+        return []
+    first = {r["variant"]: r for r in sorted(rows, key=lambda r: r["iterations"], reverse=True) if not r.get("error")}
+
+    def label(r: dict[str, Any]) -> str:
+        return f"before ({r['revision']})" if r["variant"] == "baseline" else "after (this code)"
+
+    table = []
+    for r in rows:
+        base = first.get(r["variant"])
+        smallest = min((x for x in rows if x["variant"] == r["variant"] and not x.get("error")), key=lambda x: x["iterations"], default=None)
+        growth = r["stored_bytes"] / smallest["stored_bytes"] if smallest and r.get("stored_bytes") and base else None
+        table.append([label(r), r["iterations"], _bytes(r["stored_bytes"]) if r.get("stored_bytes") else None,
+                      round(r["bytes_per_iteration"] / 1000, 1) if r.get("bytes_per_iteration") else None,
+                      round(growth, 2) if growth else None, r.get("checkpoints"), r.get("writes"), r.get("load_ms"),
+                      r.get("wall_s"), "yes" if r.get("answer_ok") else (r.get("error") or "no")[:60]])
+    return ["### Checkpoint storage (SQLite; each cell prints 1,000 characters)", "",
+            "*stored*: the thread's checkpoint and metadata blobs plus its saved writes. *growth*: stored bytes against the shortest run "
+            "of the same code (linear storage: 4 × and 16 × for 80 and 320 iterations against 20). *load*: the time to read the "
+            "finished thread's state back in a new process (one `get_state`, median after a warm-up). Before: every step wrote the whole "
+            "`messages` and `cells` lists again; after: they are delta channels (each step's new items, a snapshot every 100 updates).", "",
+            _table(["code", "iterations", "stored", "per iteration (KB)", "growth", "checkpoint rows", "write rows", "load (ms)", "run wall (s)", "ok"], table), ""]
 
 
 def _spread(summary: dict[str, Any], scenario: str) -> list[str]:
@@ -492,8 +637,94 @@ def _spread(summary: dict[str, Any], scenario: str) -> list[str]:
     return [caption, "", _table(header, rows), ""]
 
 
+def _split_sections(summary: dict[str, Any]) -> list[str]:
+    """Per-family scores of the dev and test splits, each method side by side, and every family task."""
+    tasks = [t for t in summary.get("quality", {}).get("tasks", []) if _is_family(t)]
+    parts = ["## Generalisation: the dev and test splits", "",
+             "Seven task families, each varying the context's shape, the question's wording, the size and where the answer sits "
+             "([the generalisation bench](quality-bench.md)). Prompts and helpers are tuned on **dev**; a change is judged by the "
+             "**test** mean. A cell is the mean score over the family's tasks (their number in brackets); *mean* is the mean of the "
+             f"family means; *>{SLOW_SECONDS:g} s* counts the tasks over the time budget.", ""]
+    if not tasks:
+        return parts + ["No split results yet: `rlm-graph bench quality --split test --method rlm --method base --method rlms`.", ""]
+    cols = [(split, m) for split in ("dev", "test") for m in ("rlm", "base", "rlms")]
+    head, rows = family_rows(tasks, list(FAMILIES), columns=cols)
+    parts += [_table(head, rows), ""]
+    runs = []
+    for split, m in cols:
+        mine = [t for t in tasks if t["task"].startswith(split + "-") and t["method"] == m]
+        if mine:
+            revs = sorted({_rev(t) for t in mine})
+            dates = sorted(str(t.get("date") or "")[:16] for t in mine)
+            runs.append(f"{split} {m}: revision {', '.join(revs)}, {dates[0]} to {dates[-1]}")
+    parts += ["Runs: " + "; ".join(runs) + ".", ""]
+    parts += ["<details><summary>Every family task</summary>", "",
+              _table(["task", "method", "score", "answer", "gold", "time (s)", "iterations", "sub-calls", "stopped by / error"],
+                     [[t["task"], t["method"], t["score"], t["answer"], t["gold"], t["seconds"], t["iterations"], t["subcalls"],
+                       t["error"] or t["stopped_by"]] for t in sorted(tasks, key=lambda t: (t["task"], t["method"]))]),
+              "", "</details>", ""]
+    return parts
+
+
+def _rev(t: dict[str, Any]) -> str:
+    """A result's revision: ``bench quality`` writes ``{"commit", "changed"}``, older results a string."""
+    rev = t.get("revision")
+    if isinstance(rev, dict):
+        rev = str(rev.get("commit") or "?") + ("+changes" if rev.get("changed") else "")
+    return str(rev or "?")[:12]
+
+
+def _f2(x: float | None) -> str | None:
+    return None if x is None else f"{x:.2f}"
+
+
+def _before_after_sections(summary: dict[str, Any]) -> list[str]:
+    """The test split before and after issue 14's changes, per family, and which helper fired where."""
+    before = [t for t in summary.get("quality_before", {}).get("tasks", []) if t["task"].startswith("test-")]
+    after = [t for t in summary.get("quality", {}).get("tasks", []) if t["task"].startswith("test-") and t["method"] == "rlm"]
+    if not before or not after:
+        return []
+    b, a = family_scores(before).get(("test", "rlm")), family_scores(after).get(("test", "rlm"))
+    if not b or not a:
+        return []
+    rev_b = ", ".join(sorted({_rev(t) for t in before}))
+    rev_a = ", ".join(sorted({_rev(t) for t in after}))
+    parts = ["## Issue 14 on the test split: before and after", "",
+             f"The test split's tasks, the same embedded model, `rlm` method; before is main at {rev_b} (the previous "
+             f"measurement, {len(before)} tasks), after is {rev_a} ({len(after)} tasks). A family mean is over "
+             "the tasks each run finished. What changed between them is in the notes above.", ""]
+    rows = []
+    for fam in FAMILIES:
+        if fam in b["families"] or fam in a["families"]:
+            sb, sa = b["families"].get(fam, {}).get("score"), a["families"].get(fam, {}).get("score")
+            rows.append([fam, _f2(sb), _f2(sa), None if sb is None or sa is None else f"{sa - sb:+.2f}"])
+    rows.append(["**mean**", _f2(b["mean"]), _f2(a["mean"]), f"{a['mean'] - b['mean']:+.3f}"])
+    parts += [_table(["family", "before", "after", "change"], rows), ""]
+    fired = {h["task"]: h["fired"] for h in summary.get("helpers", [])}
+    score_b = {t["task"]: t["score"] for t in before}
+    score_a = {t["task"]: t["score"] for t in after}
+    hrows = []
+    for name, _ in HELPER_MARKERS:
+        tasks = [t for t, f in fired.items() if name in f and t in score_a and t.startswith("test-")]
+        if not tasks:
+            hrows.append([name, 0, None, None, None])
+            continue
+        mb = sum(score_b.get(t, 0.0) for t in tasks) / len(tasks)
+        ma = sum(score_a[t] for t in tasks) / len(tasks)
+        # in test-mean points if every family weighed its tasks equally: the change on these tasks over all tasks
+        pts = sum(score_a[t] - score_b.get(t, 0.0) for t in tasks) / max(1, len(score_a))
+        hrows.append([name, len(tasks), _f2(mb), _f2(ma), f"{pts:+.3f}"])
+    parts += ["What each helper and guard bought, as far as one run can say: the tasks of the after-run where it fired "
+              "(found in the trajectory logs), their mean score before and after, and the change on those tasks in "
+              "test-mean points (the sum of their score changes over all 29 tasks). Several helpers often fire in one "
+              "task, so the points overlap and do not add up; an ablation (a run with the helper off) would separate "
+              "them and was not made.", "",
+              _table(["helper or guard", "tasks where it fired", "their score before", "after", "points"], hrows), ""]
+    return parts
+
+
 def _quality_sections(summary: dict[str, Any], have_plot: bool) -> list[str]:
-    tasks = summary.get("quality", {}).get("tasks", [])
+    tasks = [t for t in summary.get("quality", {}).get("tasks", []) if not _is_family(t)]
     if not tasks:
         return ["## Answer quality", "", "No quality results yet.", ""]
     groups = quality_groups(tasks)

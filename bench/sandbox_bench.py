@@ -4,14 +4,16 @@
     python bench/sandbox_bench.py --backends local,bwrap --sizes-mb 100
 
 Backends: ``local`` (isolation none), ``bwrap`` (local under bubblewrap), ``docker`` (needs an
-engine and the image: scripts/docker-setup.sh) and ``e2b`` (the real SDK against the fake envd of
-tests/sandboxes/fake_e2b.py on this machine: it measures the transport, not E2B's network).
+engine and the image: scripts/docker-setup.sh), ``e2b`` (the real SDK against the fake envd of
+tests/sandboxes/fake_e2b.py on this machine: it measures the transport, not E2B's network) and
+``modal`` (the real SDK with the stand-in of tests/sandboxes/fake_modal.py for its sandbox: the
+transport's own cost, not Modal's network).
 
 Per backend: the start time (a new worker until it says ready; median of ``--starts``), the round
 trip of a trivial cell (median and p90 of ``--cells``), the time to load a text context of each
 size (the files are written to /tmp and deleted after), and the worker's resident memory when idle
-and at its peak (VmRSS and VmHWM from /proc: a container's or the fake envd's worker is a process
-of this machine too). Prints a markdown table; writes bench/results/sandbox.json.
+and at its peak (VmRSS and VmHWM from /proc: a container's, the fake envd's or the Modal stand-in's
+worker is a process of this machine too). Prints a markdown table; writes bench/results/sandbox.json.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from rlm_graph.sandboxes.session import SandboxSession
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "sandbox.json"
-BACKENDS = ("local", "bwrap", "docker", "e2b")
+BACKENDS = ("local", "bwrap", "docker", "e2b", "modal")
 LINE = "the quick brown fox jumps over the lazy dog 0123456789 abcdefgh\n"  # 64 characters
 
 
@@ -74,6 +76,19 @@ def _factory(name: str, stack: ExitStack, memory_mb: int) -> Callable[[], Transp
         box = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="rlm-bench-e2b-")))
         counter = iter(range(1_000_000))
         return lambda: E2BTransport(work_dir=str(box / f"sbx{next(counter)}"))
+    if name == "modal":
+        if str(ROOT) not in sys.path:
+            sys.path.insert(0, str(ROOT))  # for tests.sandboxes.fake_modal
+        try:
+            from tests.sandboxes.conftest import modal_stand_in
+        except ImportError as exc:
+            raise SandboxError(f"the Modal stand-in needs the test extras: {exc}") from exc
+        from rlm_graph.sandboxes.modal import ModalTransport
+
+        box = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="rlm-bench-modal-")))
+        stack.enter_context(modal_stand_in(box))
+        counter = iter(range(1_000_000))
+        return lambda: ModalTransport(work_dir=str(box / f"sbx{next(counter)}"), memory_mb=memory_mb)
     raise SandboxError(f"unknown backend {name}")
 
 
@@ -89,6 +104,7 @@ def _worker_pid(transport: Transport | None) -> int | None:
     proc = getattr(transport, "_proc", None)
     if proc is None:
         return None
+    proc = getattr(proc, "proc", proc)  # the Modal stand-in's process wraps a local Popen
     pid = proc.pid
     while True:  # under bubblewrap the worker is the last of a chain of children
         try:

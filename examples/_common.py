@@ -34,7 +34,7 @@ def run_or_explain(fn: Any) -> None:
 
 def banner(rlm: RLM, title: str) -> None:
     """One line naming the lesson and the models it runs on."""
-    sub = rlm.settings.sub_model_label or rlm.settings.model_label
+    sub = rlm.settings.sub_label
     print(f"== {title} ==  (root model: {rlm.settings.model_label}, sub-calls: {sub})", flush=True)
 
 

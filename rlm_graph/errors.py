@@ -7,6 +7,7 @@ The tree::
     ├── ContextError              a context that cannot be loaded (missing, binary, empty file)
     ├── ModelError                the model server failed in a way retrying did not fix
     ├── RunNotFoundError          no checkpointed run with that thread id
+    ├── RunBusyError              another process is running that thread now
     └── SandboxError              the sandbox could not be started or talked to
         ├── SandboxTimeout        a cell ran past its time limit and the worker was killed
         ├── WorkerCrashed         the worker process died
@@ -40,6 +41,10 @@ class RunNotFoundError(RLMError, KeyError):
 
     def __str__(self) -> str:  # KeyError quotes its message; keep it readable
         return str(self.args[0]) if self.args else "run not found"
+
+
+class RunBusyError(RLMError):
+    """Another process holds the thread's lease: it is running it now (one runner per thread)."""
 
 
 class SandboxError(RLMError):

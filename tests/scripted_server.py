@@ -89,6 +89,7 @@ class ScriptedServer(loopback.ChatServer):
             time.sleep(delay)
         record = {
             "role": role,
+            "model": body.get("model"),
             "prompt": str(messages[-1].get("content")) if messages else "",
             "n_messages": len(messages),
             "turn": sum(1 for m in messages if m.get("role") == "assistant"),

@@ -66,7 +66,7 @@ def test_short_context_is_shown_whole_and_correctness_needs_expected(rlm_for: An
 
 
 def test_list_and_file_contexts_reach_the_plain_call_as_text(rlm_for: Any, tmp_path: Path) -> None:
-    rlm, srv = rlm_for([repl("print(sum(context))"), "FINAL(6)", repl("print(len(context))"), "FINAL(2)"], sub=lambda p: "6")
+    rlm, srv = rlm_for([repl("print(sum(context))"), "FINAL(6)", repl("print(len(context.splitlines()))"), "FINAL(2)"], sub=lambda p: "6")
     result = compare([1, 2, 3], "What is the sum?", rlm=rlm, expected="6")
     assert "[1, 2, 3]" in srv.sub_requests()[0]["prompt"]
     assert result.plain.correct and result.rlm.correct

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -53,4 +55,15 @@ def test_interrupted_run_waits_and_resumes_with_a_decision(scripted: Any, tmp_pa
     again = RLM("scripted", base_url=srv.base_url, approve_code=True, checkpointer=tmp_path / "cp.sqlite")
     done = again.resume("hitl", True)
     assert done.answer == "42" and not done.interrupted
+    assert len(srv.root_requests()) == 2
+
+
+def test_the_embedding_example_runs_on_the_default_model_with_no_rlm_settings(scripted: Any, tmp_path: Path) -> None:
+    """No RLM_GRAPH_* variables: the example takes the default model (here an OpenAI key's provider)."""
+    srv = scripted([repl("total = sum(int(l.split()[2]) for l in context.splitlines())\nprint(total)"), "FINAL(total)"])
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "OPENAI_API_KEY": "test-key", "OPENAI_BASE_URL": srv.base_url, "LANGSMITH_TRACING": "false"}
+    script = Path(__file__).parents[1] / "examples" / "embed_subgraph.py"
+    done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.startswith("Q: How many units in all orders together?\nA: 59700 (")
     assert len(srv.root_requests()) == 2

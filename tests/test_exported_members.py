@@ -6,7 +6,7 @@ def test_public_surface_is_exactly_the_documented_names() -> None:
     assert set(rlm_graph.__all__) == {
         "RLM", "RLMResult", "RLMContext", "RLMState", "RLMInput", "RLMOutput", "Limits", "create_rlm_graph",
         "RLMError", "ConfigurationError", "ContextError", "ModelError", "RunNotFoundError",
-        "SandboxError", "SandboxTimeout", "WorkerCrashed", "ProtocolError",
+        "RunBusyError", "SandboxError", "SandboxTimeout", "WorkerCrashed", "ProtocolError",
     }
     assert set(rlm_graph.__all__) <= exported
     for name in rlm_graph.__all__:
@@ -14,7 +14,7 @@ def test_public_surface_is_exactly_the_documented_names() -> None:
 
 
 def test_errors_share_one_base() -> None:
-    for name in ("ConfigurationError", "ContextError", "ModelError", "RunNotFoundError", "SandboxError", "SandboxTimeout", "WorkerCrashed", "ProtocolError"):
+    for name in ("ConfigurationError", "ContextError", "ModelError", "RunNotFoundError", "RunBusyError", "SandboxError", "SandboxTimeout", "WorkerCrashed", "ProtocolError"):
         assert issubclass(getattr(rlm_graph, name), rlm_graph.RLMError)
 
 

@@ -98,16 +98,22 @@ def test_token_totals_are_exact_across_the_tree(rlm_for: Any) -> None:
 
 
 def test_cost_is_computed_from_a_price_table_and_limits_the_run(rlm_for: Any) -> None:
-    rlm, srv = rlm_for([repl("print(1)"), repl("print(2)"), "FINAL(9)"], prices={"scripted": (1_000_000.0, 0.0)}, max_cost_usd=500.0)
+    # each root turn reports 1,000 tokens; at $1 per million a turn costs $0.001 and reserves
+    # less than that ($0.0009 or so: its prompt's estimate plus a 100-token reply cap)
+    turn = {"prompt_tokens": 900, "completion_tokens": 100, "total_tokens": 1000}
+    script = [{"text": repl("print(1)"), "usage": turn}, {"text": repl("print(2)"), "usage": turn}, {"text": "FINAL(9)", "usage": turn}]
+    rlm, srv = rlm_for(script, prices={"scripted": (1.0, 1.0)}, max_cost_usd=0.0025, reply_tokens=100)
     result = rlm.completion("c", "q")
-    assert result.stopped_by == "max_cost_usd" and result.usage["scripted"]["cost_usd"] > 500
-    assert result.answer == "9" and result.iterations == 2  # the forced final answer, asked after the second turn
-    assert "You have no more budget left" in srv.root_requests()[-1]["prompt"]
+    # two turns fit; the third turn's worst case does not (0.002 spent + its reservation > 0.0025),
+    # so it is never sent, nor is the forced answer (the same conversation, a bigger worst case)
+    assert result.stopped_by == "max_cost_usd" and len(srv.root_requests()) == 2
+    assert result.usage["scripted"]["cost_usd"] == 0.002 and result.answer is None
 
 
 def test_max_subcalls_refuses_the_request_and_ends_the_run(rlm_for: Any) -> None:
     code = "try:\n    r = llm_query_batched(['a', 'b', 'c'])\nexcept RuntimeError as e:\n    print('refused:', e)\npartial = 'kept'"
-    rlm, srv = rlm_for([repl("first = llm_query('one')\nprint(first)"), repl(code), "FINAL(partial)"], max_subcalls=2)
+    # (a batch of which some prompts fit is answered in part: tests/test_budgets.py)
+    rlm, srv = rlm_for([repl("first = llm_query('one')\nprint(first)"), repl(code), "FINAL(partial)"], max_subcalls=1)
     result = rlm.completion("c", "q")
     assert result.stopped_by == "max_subcalls" and result.subcalls == 1
     assert len(srv.sub_requests()) == 1

@@ -69,15 +69,21 @@ def test_grounding_guard_refuses_a_final_given_before_any_output(rlm_for: Any) -
 
 
 def test_parallel_batched_sub_calls_overlap(rlm_for: Any) -> None:
+    import threading
+
+    # ten calls must be in flight at once to pass the barrier (a sequential client would time out
+    # there and fail the calls); no clock is compared, so a loaded machine cannot flake it
+    barrier = threading.Barrier(10)
+
+    def sub(prompt: str) -> str:
+        barrier.wait(timeout=60)
+        return f"ok-{prompt}"
+
     code = "answers = llm_query_batched([f'item {i}' for i in range(20)])\nprint(answers[:2], len(answers))"
-    rlm, srv = rlm_for([repl(code), "FINAL(answers)"], sub=lambda p: f"ok-{p}", sub_delay=0.3)
+    rlm, srv = rlm_for([repl(code), "FINAL(answers)"], sub=sub)
     result = rlm.completion("ctx", "q")
     subs = srv.sub_requests()
-    assert len(subs) == 20 and result.subcalls == 20
-    # at least half of the calls were in flight at the same moment
-    latest_start = sorted(s["arrived"] for s in subs)[9]
-    earliest_end = min(s["done"] for s in subs)
-    assert latest_start < earliest_end
+    assert len(subs) == 20 and result.subcalls == 20 and not barrier.broken
     assert "ok-item 0" in result.answer and "ok-item 19" in result.answer
     assert result.usage["scripted"]["calls"] == 22
 
@@ -210,7 +216,7 @@ def test_bad_context_and_options_fail_before_any_call(rlm_for: Any, tmp_path: Pa
     with pytest.raises(ConfigurationError, match="unknown sandbox"):
         RLM("m", base_url=srv.base_url, sandbox="vm")
     with pytest.raises(ConfigurationError, match="unknown model provider"):
-        RLM("anthropic:claude")
+        RLM("nosuch:claude")
     with pytest.raises(ConfigurationError, match="OPENAI_API_KEY"):
         RLM("openai:gpt-4o-mini")
 
@@ -285,6 +291,11 @@ def test_an_answer_the_output_never_showed_goes_back_once(rlm_for: Any) -> None:
     rlm, srv = rlm_for([repl("print([l for l in context.splitlines() if 'vault' in l])"), "FINAL(12345)", "FINAL(saffron)"], sub=lambda p: "word", answer_check=True)
     result = rlm.completion("a\nthe vault password is saffron\nb", "What is the password?")
     assert result.answer == "saffron"
+    # (the lines that name the question's words are shown; without such lines, the note says the output never showed it)
+    assert "is not in the output lines that name what the question asks about" in srv.root_requests()[2]["prompt"]
+    assert "the vault password is saffron" in srv.root_requests()[2]["prompt"]
+    rlm, srv = rlm_for([repl("print(len(context))"), "FINAL(12345)", "FINAL(6)"], sub=lambda p: "number", answer_check=True)
+    assert rlm.completion("a\n12\nb", "What is the size?").answer == "6"
     assert "appears nowhere in the REPL output" in srv.root_requests()[2]["prompt"]
 
 
@@ -295,16 +306,18 @@ def test_final_of_a_shown_word_inside_a_code_block_is_the_word(rlm_for: Any) -> 
     assert result.answer == "Kara" and result.cells == 1
 
 
-def test_the_first_example_follows_the_context_shape(rlm_for: Any) -> None:
+def test_search_is_offered_for_every_shape_and_lines_get_a_counting_example(rlm_for: Any) -> None:
+    # Issue 14: texts of 20+ lines got only a line filter, copied as "ERROR" in line.lower().
     rlm, srv = rlm_for([repl("print(1)"), "FINAL(1)"] * 3)
     rlm.completion("a long text on one line", "q")
     rlm.completion("\n".join(str(n) for n in range(40)), "q")
     rlm.completion([{"age": 3}], "q")
     text, lines, items = (srv.root_requests()[i]["conversation"] for i in (0, 2, 4))
-    assert 'hits = search("error")' in text and "hits = [" not in text
-    assert "hits = [line for line in context.splitlines()" in lines and "hits = search(" not in lines
-    assert "hits = [line for line in context.splitlines()" in items and "hits = search(" not in items
-    assert "`search(text)`" in text and "`search(text)`" not in lines + items  # only where the example uses it
+    for conv in (text, lines, items):
+        assert "`search(text)`" in conv and 'hits = search("error")' in conv
+    assert "lines = [line for line in context.splitlines()" in lines
+    assert "context.splitlines()" not in text and "context.splitlines()" not in items
+    assert "Each item is a dict with the keys age." in items
 
 
 def test_a_prose_answer_with_a_value_from_the_output_is_asked_to_be_wrapped_in_final(rlm_for: Any) -> None:
@@ -315,3 +328,302 @@ def test_a_prose_answer_with_a_value_from_the_output_is_asked_to_be_wrapped_in_f
     rlm, srv = rlm_for([repl("print(sum(context))"), "The total is large.", "FINAL(540000)"])
     assert rlm.completion([300000, 240000], "Total?").answer == "540000"
     assert "no code to run" in srv.root_requests()[2]["prompt"] and "If " not in srv.root_requests()[2]["prompt"]
+
+
+def test_a_final_before_any_cell_is_never_accepted(rlm_for: Any) -> None:
+    # Issue 14: the guard refused only the first unseen FINAL; ["FINAL(42)"] returned 42 with 0 cells.
+    rlm, srv = rlm_for(["FINAL(42)"] * 4, max_iterations=3)  # three turns and the forced answer
+    result = rlm.completion("ctx", "What is the number?")
+    assert result.cells == 0 and result.stopped_by == "max_iterations"
+    assert result.confirmed is False
+    assert sum("before seeing any output" in r["prompt"] for r in srv.root_requests()) >= 2
+
+
+def test_a_non_answer_is_sent_back_with_a_search_hint(rlm_for: Any) -> None:
+    rlm, srv = rlm_for(
+        [
+            repl('print([l for l in context.splitlines() if "Kestrel" in l])'),
+            "FINAL(The context does not contain the code.)",
+            repl('print(search("kestrel"))'),
+            "FINAL(7731)",
+        ]
+    )
+    result = rlm.completion("a line\nthe kestrel code is 7731\nmore\n", "What is the code of Kestrel?")
+    assert result.answer == "7731" and result.confirmed is True and result.stopped_by == "final"
+    note = srv.root_requests()[2]["prompt"]
+    assert "says the value is not there" in note and 'search("Kestrel")' in note
+
+
+def test_a_non_answer_kept_after_two_notes_ends_unconfirmed(rlm_for: Any) -> None:
+    rlm, _ = rlm_for([repl("print(1)"), "FINAL(not found)", "FINAL(not found)", "FINAL(Not found in the data.)"])
+    result = rlm.completion("ctx", "What is the code of Kestrel?")
+    assert result.answer == "Not found in the data." and result.confirmed is False and result.stopped_by == "final"
+    # a yes/no question may rightly be answered "no ... found": no note, confirmed
+    rlm, _ = rlm_for([repl("print(0)"), "FINAL(No, none found)"])
+    result = rlm.completion("ctx", "Is there any error line?")
+    assert result.iterations == 2 and result.confirmed is True
+
+
+def test_a_count_in_a_sentence_becomes_the_number(rlm_for: Any) -> None:
+    rlm, _ = rlm_for([repl("print(len(context.split()))"), "FINAL(There are 3 words in the text.)"])
+    result = rlm.completion("a b c", "How many words are there?")
+    assert result.answer == "3" and result.confirmed is True
+
+
+def test_a_forced_answer_is_unconfirmed_and_a_non_answer_is_read_from_the_outputs(rlm_for: Any) -> None:
+    rlm, srv = rlm_for([repl("print(search('kestrel'))"), repl("x = 1"), "I could not find it."],
+                       sub=lambda p: "7731" if "Outputs of code" in p else "number", max_iterations=2)
+    result = rlm.completion("a line\nthe kestrel code is 7731\n", "What is the code of Kestrel?")
+    assert result.stopped_by == "max_iterations" and result.confirmed is False
+    assert result.answer == "7731"  # the forced reply was a non-answer; the sub-model read the outputs
+    assert any("the kestrel code is 7731" in r["prompt"] for r in srv.sub_requests())
+
+
+def test_when_stuck_the_runner_shows_what_a_search_for_the_key_words_finds(rlm_for: Any) -> None:
+    loop = repl('print([l for l in context.splitlines() if "Beacon Generator" in l])')
+    rlm, srv = rlm_for([loop, loop, "FINAL(SN-7)", "FINAL(SN-7)"])
+    context = "x\n" * 50 + "the generator beacon has serial SN-7\n" + "y\n" * 50
+    result = rlm.completion(context, "What is the serial number of the Beacon Generator?")
+    note = srv.root_requests()[2]["prompt"]
+    assert "You ran the same code" in note and "The runner searched the context" in note
+    assert "the generator beacon has serial SN-7" in note  # the rarest word's hits
+    assert result.answer == "SN-7" and result.cells == 1  # the runner's search is not a cell of the run
+
+
+def test_a_search_for_a_field_value_returns_the_lines_with_that_field_value(rlm_for: Any) -> None:
+    lines = [f"2024-03-01T00:00:{i:02d}Z {'WARN' if i % 4 == 0 else 'INFO'} auth: {'no warnings' if i % 4 else 'disk full'}" for i in range(60)]
+    rlm, srv = rlm_for([repl('print(len(search("warning")))'), "FINAL(15)"])
+    result = rlm.completion("\n".join(lines), "How many warning entries were logged?")
+    out = srv.root_requests()[1]["prompt"]
+    assert "search('warning'): the 15 lines where word 2 of the line is 'WARN'" in out and "\n15\n" in out
+    assert "fields=False" in out
+    assert result.answer == "15"
+    assert "word 2 (INFO, WARN)" in srv.root_requests()[0]["prompt"]  # the first message names the field's values
+
+
+def test_a_search_of_two_field_values_returns_the_lines_with_both(rlm_for: Any) -> None:
+    lines = [f"[2024-03-01 00:00:{i:02d}] [{'Err' if i % 3 == 0 else 'Info'}] {'CatalogService' if i % 2 else 'GatewayService'} - an error was logged"
+             for i in range(60)]
+    rlm, srv = rlm_for([repl('print(len(search("errors by CATALOG")))'), repl('print(len(search("errors by CATALOG", fields=False)))'), "FINAL(10)"])
+    result = rlm.completion(lines, "Count the errors logged by CATALOG.")
+    out = srv.root_requests()[1]["prompt"]
+    assert "the 10 lines where word 3 of the line is '[Err]' and word 4 of the line is 'CatalogService'" in out and "\n10\n" in out
+    assert "\n0\n" in srv.root_requests()[2]["prompt"]  # the text itself never says "errors by catalog"
+    assert result.answer == "10"
+
+
+def test_a_count_that_forgets_a_field_the_question_names_goes_back_with_the_runners_count(rlm_for: Any) -> None:
+    # Seen on the 1.5B model (dev-logs-level_service-list): search("error") found 418 errors of every
+    # service and it answered 418 to "Count the errors logged by CATALOG"; 58 were Catalog's.
+    lines = [f"[2024-03-01 00:00:{i:02d}] [{'Err' if i % 3 == 0 else 'Info'}] {'CatalogService' if i % 2 else 'GatewayService'} - an error was logged"
+             for i in range(60)]
+    sub = lambda p: "number"  # noqa: E731  (the form check's kind)
+    rlm, srv = rlm_for([repl('print(len(search("error")))'), "FINAL(20)", "FINAL(10)"], sub=sub, answer_check=True)
+    result = rlm.completion(lines, "Count the errors logged by CATALOG. Reply with just the number.")
+    note = srv.root_requests()[2]["prompt"]
+    assert "search('errors CATALOG') finds 10 lines where word 3 of the line is '[Err]' and word 4 of the line is 'CatalogService'" in note
+    assert "Your answer 20 is a different count" in note and "FINAL(10)" in note
+    assert result.answer == "10" and result.confirmed is True and result.cells == 1  # the runner's count is not a cell
+    # an answer that agrees goes through with no note; a model that keeps its count after the note is believed
+    rlm, srv = rlm_for([repl('print(len(search("errors CATALOG")))'), "FINAL(10)"], sub=sub, answer_check=True)
+    assert rlm.completion(lines, "Count the errors logged by CATALOG.").iterations == 2
+    rlm, srv = rlm_for([repl("print(7)"), "FINAL(7)", "FINAL(7)"], sub=sub, answer_check=True)
+    result = rlm.completion(lines, "How many errors did CATALOG log?")
+    assert result.answer == "7" and sum("names values of the data's fields" in r["prompt"] for r in srv.root_requests()) == 1
+    # a question with a condition the fields do not hold ("before noon") gets no field count
+    rlm, srv = rlm_for([repl("print(7)"), "FINAL(7)"], sub=sub, answer_check=True)
+    assert rlm.completion(lines, "How many errors did CATALOG log before noon?").answer == "7"
+    assert not any("names values of the data's fields" in r["prompt"] for r in srv.root_requests())
+
+
+def test_an_answer_from_code_that_never_looked_for_the_questions_words_goes_back_with_the_runners_search(rlm_for: Any) -> None:
+    # Seen on the 1.5B model (dev-needle-gate-docs): it counted the paragraphs starting with "The" and
+    # answered 22 to "what is the boarding gate of the elm clipper?".
+    docs = ["The mill rested. " * 20, "The Elm Clipper boards at gate F26 tonight. " + "The bell rang. " * 10, "The tram left. " * 20]
+    text = lambda p: "text"  # noqa: E731  (the form check's kind)
+    wander = [repl("print(sum(1 for d in context if d.startswith('The')))"), "FINAL(3)", "FINAL(F26)"]
+    rlm, srv = rlm_for(wander, sub=text, answer_check=True)
+    result = rlm.completion(docs, "From the text: what is the boarding gate of the elm clipper?")
+    note = srv.root_requests()[2]["prompt"]
+    assert "comes from code that never looked for what the question names ('boarding', 'clipper', 'gate')" in note
+    assert "The Elm Clipper boards at gate F26 tonight." in note  # the runner's search, in the note
+    assert result.answer == "F26" and result.cells == 1
+    # code that looked for one of the words is believed; so is a count question; and without answer_check
+    # (a model not known for this habit) the check is off
+    rlm, _ = rlm_for([repl("print(search('clipper')[:1])"), "FINAL(F26)"], sub=text, answer_check=True)
+    assert rlm.completion(docs, "What is the boarding gate of the elm clipper?").iterations == 2
+    rlm, _ = rlm_for([repl("print(len(context))"), "FINAL(3)"], sub=text, answer_check=True)
+    assert rlm.completion(docs, "How many documents are there?").iterations == 2
+    rlm, _ = rlm_for(wander)
+    assert rlm.completion(docs, "From the text: what is the boarding gate of the elm clipper?").answer == "3"
+
+
+def test_a_lookup_stuck_in_a_loop_is_answered_by_the_reader_from_the_runners_search(rlm_for: Any) -> None:
+    # Seen on the 1.5B model (dev-needle-wifi-lines): it looped on a broken cell while the runner's
+    # note showed "password at the Dune-Lodge is saffron33"; the forced end answered None.
+    loop = repl("print([l for l in context.splitlines() if 'WiFi key' in l])")
+    text = "a quiet day\n" * 30 + "The password at the Dune-Lodge is saffron33.\n" + "rain\n" * 30
+    rlm, srv = rlm_for([loop, loop, loop, loop, "I am not sure."], sub=lambda p: "saffron33" if "Dune-Lodge is saffron33" in p else "text",
+                       max_iterations=6)
+    result = rlm.completion(text, "According to the context, what's the WiFi key at the Dune-lodge?")
+    assert result.stopped_by == "stuck_loop" and result.confirmed is False
+    assert result.answer == "saffron33"
+    reader = [r for r in srv.sub_requests() if "Outputs of code" in r["prompt"]]
+    assert reader and "The password at the Dune-Lodge is saffron33." in reader[0]["prompt"]
+
+
+def test_judge_asks_the_sub_model_about_each_item_and_keeps_those_that_count(rlm_for: Any) -> None:
+    def sub(prompt: str) -> str:
+        item = prompt.split("Item:\n", 1)[1].split("\n\n", 1)[0]
+        return "Yes." if "love" in item else "no"
+
+    code = ("kept = judge(context, 'How many reviewers were satisfied? Reply with just the number.')\nprint(len(kept), kept)\n"
+            "print(judge({'a1': 'I love it', 'b2': 'broken'}, 'Which reviews are happy?'))\n"
+            "print(judge('I love it\\n\\nmeh\\n', 'Which lines are happy?'))")
+    rlm, srv = rlm_for([repl(code), "FINAL(2)"], sub=sub)
+    result = rlm.completion(["I love this kettle", "It broke", "love the toaster"], "How many reviewers were satisfied?")
+    out = srv.root_requests()[1]["prompt"]
+    assert "2 ['I love this kettle', 'love the toaster']" in out
+    assert "{'a1': 'I love it'}" in out and "['I love it']" in out
+    assert result.answer == "2" and result.subcalls == 3 + 2 + 2  # one sub-call per item, blank lines skipped
+    prompts = [r["prompt"] for r in srv.sub_requests()]
+    assert all("How many reviewers were satisfied?\n" in p or "happy" in p for p in prompts)
+    assert not any("Reply with just" in p for p in prompts)  # the format sentence is not the sub-model's to answer
+    assert any(p.startswith("Item:\na1: I love it\n") for p in prompts)
+    rlm, srv = rlm_for([repl("judge(list(range(2001)), 'q?')"), "FINAL(0)"], sub=sub)
+    rlm.completion("x", "q")
+    assert "2001 items is too many for one call" in srv.root_requests()[1]["prompt"] and not srv.sub_requests()
+
+
+def test_the_forced_reader_of_a_lookup_reads_the_runners_hits_first_and_no_unrelated_output(rlm_for: Any) -> None:
+    # Seen on the 1.5B model (dev-needle-gate-docs): 30 lines of "The readin" ahead of the runner's hits
+    # made the reader say "unknown"; with the hits alone it read F26.
+    loop = repl("print([d for d in context if 'boarding' in d])")
+    docs = ["The mill rested. " * 20, "The Elm Clipper departs from gate F26. " + "The bell rang. " * 10]
+    rlm, srv = rlm_for([repl("print([d[:10] for d in context])"), loop, loop, loop, "FINAL(1)"],
+                       sub=lambda p: "F26" if "Outputs of code" in p else "word", max_iterations=8)
+    result = rlm.completion(docs, "From the text: what is the boarding gate of the elm clipper?")
+    assert result.stopped_by == "stuck_loop" and result.answer == "F26"
+    reader = [r["prompt"] for r in srv.sub_requests() if "Outputs of code" in r["prompt"]][0]
+    assert "The Elm Clipper departs from gate F26." in reader and "The mill r" not in reader
+
+
+def test_a_json_text_is_described_as_json_to_parse(rlm_for: Any) -> None:
+    # Seen on the 1.5B model (dev-tables-max-json): it searched a JSON text's lines for the customer and
+    # answered 8 (the number of hits) for the largest order.
+    import json as _json
+
+    rows = [{"order_id": i, "customer": ["Acme", "Northwind"][i % 2], "amount": 10.5 * i} for i in range(40)]
+    rlm, srv = rlm_for([repl("print(max(r['amount'] for r in rows if r['customer'] == 'Northwind'))"), "FINAL(409.5)"])
+    result = rlm.completion(_json.dumps(rows, indent=1), "What was the biggest order from NORTHWIND, by amount?")
+    first = srv.root_requests()[0]["prompt"]
+    assert ("It is JSON text, already parsed for you: the variable `rows` holds it, a list of 40 dicts with the keys "
+            "order_id, customer, amount") in first
+    assert "\n409.5\n" in srv.root_requests()[1]["prompt"]
+    assert "customer (Acme, Northwind)" in first
+    assert result.answer == "409.5"
+    rlm, srv = rlm_for([repl("print(1)"), "FINAL(1)"])
+    rlm.completion(_json.dumps({"east": [1], "west": [2]}), "q")
+    assert "`data = json.loads(context)` gives a dict of 2 keys (keys east, west)" in srv.root_requests()[0]["prompt"]
+    rlm, srv = rlm_for([repl("print(1)"), "FINAL(1)"])
+    rlm.completion("[not json, a bracketed note]\nmore", "q")
+    assert "JSON" not in srv.root_requests()[0]["prompt"]
+
+
+def test_a_run_stuck_after_the_field_count_note_ends_with_the_runners_count(rlm_for: Any) -> None:
+    # Seen on the 1.5B model: after the note it pasted the note back as code until the loop guard stopped it.
+    lines = [f"[2024-03-01 00:00:{i:02d}] [{'Err' if i % 3 == 0 else 'Info'}] {'CatalogService' if i % 2 else 'GatewayService'} - ok"
+             for i in range(60)]
+    paste = repl("search('errors CATALOG'): the 10 lines")
+    rlm, _ = rlm_for([repl('print(len(search("error")))'), "FINAL(20)", paste, paste, paste, "FINAL(20)"],
+                     sub=lambda p: "number", answer_check=True, max_iterations=8)
+    result = rlm.completion(lines, "Count the errors logged by CATALOG.")
+    assert result.stopped_by == "stuck_loop" and result.answer == "10" and result.confirmed is False
+
+
+def test_a_table_in_columns_or_in_csv_text_is_also_given_as_rows(rlm_for: Any) -> None:
+    # Seen on the 1.5B model (dev-tables-count-columns): it indexed a column as if it held rows and never counted.
+    columns = {"region": ["East", "West", "East"], "amount": [1.5, 2, 3]}
+    code = "print(len(rows), rows[0], sum(r['amount'] for r in rows if r['region'] == 'East'))"
+    rlm, srv = rlm_for([repl(code), "FINAL(4.5)"])
+    assert rlm.completion(columns, "Total amount for East?").answer == "4.5"
+    assert "The variable `rows` holds the same table as a list of 3 dicts, one per row" in srv.root_requests()[0]["prompt"]
+    assert "3 {'region': 'East', 'amount': 1.5} 4.5" in srv.root_requests()[1]["prompt"]
+    rlm, srv = rlm_for([repl(code), "FINAL(4.5)"])
+    rlm.completion("region,amount\nEast,1.5\nWest,2\nEast,3\n", "Total amount for East?")
+    assert "The variable `rows` holds its rows, numbers parsed, as a list of 3 dicts" in srv.root_requests()[0]["prompt"]
+    assert "3 {'region': 'East', 'amount': 1.5} 4.5" in srv.root_requests()[1]["prompt"]
+    # columns of different lengths are not a table; a plain text gets no rows
+    for context in ({"a": [1, 2], "b": [1]}, "just some text\nover two lines"):
+        rlm, srv = rlm_for([repl("print('rows' in dir())"), "FINAL(no)"])
+        rlm.completion(context, "Is there a table?")
+        assert "`rows`" not in srv.root_requests()[0]["prompt"] and "\nFalse\n" in srv.root_requests()[1]["prompt"]
+
+
+def test_a_count_over_short_texts_with_no_sub_call_goes_back_with_the_judge_code_to_run(rlm_for: Any) -> None:
+    # Seen on the 1.5B model (dev-judge-*): it counted tickets containing "bug" (0) or reviews starting with
+    # "The" (10) and never asked the sub-model; the note gives the exact code to run.
+    reviews = ["I really love this kettle and use it daily.", "The toaster broke after a week of use.",
+               "We love the quiet fan in the bedroom.", "The blender is too loud for my small flat."]
+    query = "How many reviewers were satisfied with their purchase?"
+
+    def sub(prompt: str) -> str:
+        if prompt.startswith("Item:"):
+            return "yes" if "love" in prompt.split("\n\n", 1)[0] else "no"
+        return "number"
+
+    run_judge = repl(f"kept = judge(context, {query!r})\nprint(len(kept))")
+    rlm, srv = rlm_for([repl("print(sum('satisfied' in r for r in context))"), "FINAL(0)", run_judge, "FINAL(2)"], sub=sub, answer_check=True)
+    result = rlm.completion(reviews, query)
+    note = srv.root_requests()[2]["prompt"]
+    assert "Counting by words in the text cannot answer this: each of the 4 items has to be judged" in note
+    assert f"kept = judge(context, {query!r})" in note
+    assert result.answer == "2" and result.confirmed is True and result.subcalls >= 4
+    # a model that ignores the note (answers again with no sub-call): the runner runs judge() itself
+    rlm, srv = rlm_for([repl("print(sum('satisfied' in r for r in context))"), "FINAL(0)", "FINAL(0)"], sub=sub, answer_check=True)
+    result = rlm.completion(reviews, query)
+    assert result.answer == "2" and result.confirmed is False and result.stopped_by == "final"
+    assert result.subcalls >= 4 and result.cells == 1  # the runner's judge() is not a cell of the run
+    # once per run; not for a count reached with sub-calls, nor over data that is not short texts
+    rlm, srv = rlm_for([repl("print(len(llm_query_batched(['x'])))"), "FINAL(1)"], sub=sub, answer_check=True)
+    assert rlm.completion(reviews, query).iterations == 2
+    rlm, srv = rlm_for([repl("print(len(context))"), "FINAL(3)"], sub=sub, answer_check=True)
+    assert rlm.completion(["SKU-1", "SKU-2", "SKU-3"], "How many SKUs are listed?").iterations == 2
+
+
+def test_a_cell_that_writes_made_up_data_into_context_is_not_run(rlm_for: Any) -> None:
+    # Seen on the 1.5B model (dev-needle-room-dictdocs): it set context = {'page_000': [... 'room number 1234']},
+    # searched that, and answered 1234.
+    fake = repl("context = {'page_000': ['Grace Fischer has room number 1234']}\nprint(search('Grace Fischer'))")
+    rlm, srv = rlm_for([fake, repl("print(search('Grace Fischer'))"), "FINAL(8222)"])
+    result = rlm.completion({"page_000": ["Grace Fischer's office is room 8222."]}, "Where is the office of Grace Fischer?")
+    out = srv.root_requests()[1]["prompt"]
+    assert "NotRun: this cell was not run: it sets `context` to data written in the code" in out and "1234" not in out.split("NotRun")[1]
+    assert result.answer == "8222"
+    # a transformation of the real context runs (and is put back after the cell, as before)
+    rlm, srv = rlm_for([repl("context = context.lower()\nprint(context)"), "FINAL(abc)"])
+    rlm.completion("ABC", "What does it say?")
+    assert "\nabc\n" in srv.root_requests()[1]["prompt"] and "NotRun" not in srv.root_requests()[1]["prompt"]
+
+
+def test_a_lookup_answer_not_in_the_lines_that_name_the_question_goes_back_with_those_lines(rlm_for: Any) -> None:
+    # Seen on the 1.5B model (dev-needle-gate-docs): it printed "The Elm Clipper departs from gate F26." and answered 1.
+    docs = ["The mill rested by the river all day long. " * 10 + "The Elm Clipper departs from gate F26.", "Gate D56 is reserved for the Quill Clipper."]
+    rlm, srv = rlm_for([repl("print(search('clipper'))"), "FINAL(1)", "FINAL(F26)"], sub=lambda p: "text", answer_check=True)
+    result = rlm.completion(docs, "From the text: what is the boarding gate of the elm clipper?")
+    note = srv.root_requests()[2]["prompt"]
+    assert "Your answer '1' is not in the output lines that name what the question asks about" in note
+    assert "The Elm Clipper departs from gate F26." in note
+    assert result.answer == "F26" and result.confirmed is True
+    # a second step is grounded through the first line's name; a count is not a lookup
+    rlm, _ = rlm_for([repl("print(search('Kofi Vogel'))\nprint(search('Penwick'))"), "FINAL(Brazil)"], sub=lambda p: "text", answer_check=True)
+    text = "Kofi Vogel lives in Penwick.\nrain\nPenwick lies in Brazil.\n"
+    assert rlm.completion(text, "In which country does KOFI VOGEL live?").iterations == 2
+
+
+def test_a_final_of_an_unknown_name_in_a_code_block_repeated_is_a_stuck_loop(rlm_for: Any) -> None:
+    # Seen on the 1.5B model: ```FINAL(boarding)``` failed with a NameError and was sent again 18 times.
+    block = "```\nFINAL(boarding)\n```"
+    rlm, srv = rlm_for([repl("print(search('x'))"), block, block, block, block, "FINAL(B28)"], max_iterations=20)
+    result = rlm.completion("a text with no such word", "What is the boarding gate of the Aster sleeper?")
+    assert result.stopped_by == "stuck_loop" and len(srv.root_requests()) <= 6

@@ -16,14 +16,11 @@ import venv
 from pathlib import Path
 from typing import Any
 
+from rlm_graph.bench import DEFAULT_RLMS_VENV, LIBRARIES
 from rlm_graph.errors import ConfigurationError, RLMError
-
-LIBRARIES = ("rlm-graph", "rlms")
 
 #: The version of the reference library the benchmarks were written against (its API was read from it).
 RLMS_VERSION = "0.1.3"
-
-DEFAULT_RLMS_VENV = Path("~/.cache/rlm-graph/rlms-venv").expanduser()
 
 DRIVER = Path(__file__).with_name("_rlms_driver.py")
 
@@ -79,15 +76,18 @@ def command(library: str, *, rlms_python: Path | None = None) -> list[str]:
     raise ConfigurationError(f"unknown library {library!r}: use one of {', '.join(LIBRARIES)}")
 
 
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
+def _env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = {**os.environ, **(extra or {})}
     env["LANGSMITH_TRACING"] = "false"  # a benchmark must not wait on a tracing endpoint
     env.setdefault("PYTHONHASHSEED", "0")
     return env
 
 
-def start(library: str, job: dict[str, Any], *, rlms_python: Path | None = None) -> subprocess.Popen[str]:
-    """Start a job's process; read its result with :func:`finish`.
+def start(library: str, job: dict[str, Any], *, rlms_python: Path | None = None, env: dict[str, str] | None = None,
+          cwd: str | None = None) -> subprocess.Popen[str]:
+    """Start a job's process (``env``: variables to add; ``cwd``: where it runs, which ``-m``
+    puts first on its path: an older checkout there is the rlm-graph it runs); read its result
+    with :func:`finish`.
 
     The job goes in a file named on the command line (a large job would fill a pipe before the
     process reads it).
@@ -101,7 +101,8 @@ def start(library: str, job: dict[str, Any], *, rlms_python: Path | None = None)
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env=_env(),
+        env=_env(env),
+        cwd=cwd,
     )
     proc.job_file = path  # type: ignore[attr-defined]
     return proc
@@ -131,6 +132,7 @@ def finish(proc: subprocess.Popen[str], timeout: float | None = None) -> dict[st
         raise JobError(f"the job printed no result; stderr: {err.strip()[-1500:]}") from exc
 
 
-def run(library: str, job: dict[str, Any], *, rlms_python: Path | None = None, timeout: float | None = None) -> dict[str, Any]:
+def run(library: str, job: dict[str, Any], *, rlms_python: Path | None = None, timeout: float | None = None,
+        env: dict[str, str] | None = None, cwd: str | None = None) -> dict[str, Any]:
     """Run one job to the end and return its result."""
-    return finish(start(library, job, rlms_python=rlms_python), timeout=timeout)
+    return finish(start(library, job, rlms_python=rlms_python, env=env, cwd=cwd), timeout=timeout)

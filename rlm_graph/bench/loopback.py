@@ -97,6 +97,8 @@ class ChatServer:
         self.split_writes = split_writes
         self.httpd = _Server(("127.0.0.1", port), self._handler())
         self.httpd.quiet = quiet
+        #: ``client.address``: the (host, port) of the client whose request this thread is answering
+        self.client = threading.local()
         self.port = self.httpd.server_address[1]
         self.base_url = f"http://127.0.0.1:{self.port}/v1"
         self._thread: threading.Thread | None = None
@@ -125,6 +127,7 @@ class ChatServer:
 
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
+                server.client.address = self.client_address
                 reply = server.reply(body)
                 try:
                     self._send(reply.status, reply.body, reply.headers)

@@ -13,6 +13,9 @@ taken out of each run's wall time:
   time against its floor ``0.1 s * ceil(256 / concurrency)``.
 - ``context``: a 1 MB / 100 MB / 1 GB text file as the context; load time and the peak resident
   memory of the whole process tree (host and sandbox).
+- ``checkpoints``: runs of 20, 80 and 320 iterations whose cells print 1,000 characters, with
+  SQLite: bytes stored and the time to load the thread's state, for this code and optionally an
+  older checkout (``baseline_src``), see :mod:`rlm_graph.bench.storage`.
 - ``resume``: a run killed with SIGKILL (between iterations, and in the middle of a fan-out) and
   started again in a new process: time to the first new call, and model calls repeated.
 
@@ -30,12 +33,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rlm_graph.bench import jobs, scenarios
+from rlm_graph.bench import DEFAULT_POSTGRES, SCENARIOS, jobs, scenarios, storage
 from rlm_graph.bench.measure import machine, source_revision, versions
 from rlm_graph.bench.scenarios import MB
+from rlm_graph.progress_bar import Steps
 
-SCENARIOS = ("iterations", "fanout", "context", "resume")
-DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
 
 Progress = Callable[[str], None]
 
@@ -59,6 +61,8 @@ class OverheadConfig:
     resume_fanout_turn: int = 5
     resume_fanout: int = 64
     resume_kill_sub: int = 40
+    checkpoint_iterations: Sequence[int] = (20, 80, 320)
+    baseline_src: Path | None = None
     scratch: Path = field(default_factory=lambda: Path(tempfile.gettempdir()) / "rlm-graph-bench")
     rlms_venv: Path | None = None
 
@@ -129,22 +133,56 @@ MEASURES: dict[str, Callable[[Bench], list[dict[str, Any]]]] = {
     "fanout": scenarios.measure_fanout,
     "context": scenarios.measure_context,
     "resume": scenarios.measure_resume,
+    "checkpoints": storage.measure_checkpoints,
 }
 
 
-def run_overhead(cfg: OverheadConfig, progress: Progress = print) -> dict[str, Any]:
-    """Run the chosen scenarios; return ``{"machine", "versions", "config", "rows", "summary", "notes"}``."""
+# How many configurations each scenario runs: each starts with one ``b.say`` line (kept in step
+# with the loops of the MEASURES functions; tests/bench/test_overhead.py checks the two agree).
+PLANS: dict[str, Callable[[Bench], int]] = {
+    "iterations": lambda b: len(b.cfg.latencies) * sum(len(b.checkpointers(lib)) for lib in b.cfg.libraries),
+    "fanout": lambda b: len(b.cfg.concurrencies)
+    * sum(len([c for c in b.checkpointers(lib) if c in ("none", "sqlite")]) for lib in b.cfg.libraries),
+    "context": lambda b: len(b.cfg.context_sizes) * len(b.cfg.libraries),
+    "resume": lambda b: 2 * len(b.cfg.libraries),  # killed between iterations, and mid fan-out
+    "checkpoints": lambda b: (2 if b.cfg.baseline_src is not None else 1) * len(b.cfg.checkpoint_iterations),
+}
+
+
+def run_overhead(cfg: OverheadConfig, progress: Progress = print, steps: Steps | None = None) -> dict[str, Any]:
+    """Run the chosen scenarios; return ``{"machine", "versions", "config", "rows", "summary", "notes"}``.
+
+    Args:
+        cfg: what to measure.
+        progress: called with one line as each configuration starts.
+        steps: called with ``(configurations done, configurations)``: ``(0, total)`` first, then
+            as each one ends; e.g. a :class:`~rlm_graph.progress_bar.ProgressBar`.
+    """
     unknown = set(cfg.scenarios) - set(SCENARIOS)
     if unknown:
         from rlm_graph.errors import ConfigurationError
 
         raise ConfigurationError(f"unknown scenario(s) {', '.join(sorted(unknown))}: use {', '.join(SCENARIOS)}")
     b = Bench(cfg, progress)
+    step = steps or (lambda done, total: None)
+    total = sum(PLANS[name](b) for name in SCENARIOS if name in cfg.scenarios)
+    begun = 0
+
+    def say(line: str) -> None:  # a configuration starts: the one before it has ended
+        nonlocal begun
+        if begun:
+            step(begun, total)
+        begun += 1
+        progress(line)
+
+    b.say = say
+    step(0, total)
     started = machine()
     rows: list[dict[str, Any]] = []
     for name in SCENARIOS:
         if name in cfg.scenarios:
             rows += MEASURES[name](b)
+    step(begun, total)
     lib_versions = versions("rlm-graph", "langgraph", "langgraph-checkpoint-sqlite", "langgraph-checkpoint-postgres", "langchain-openai")
     lib_versions["rlms"] = jobs.installed_rlms(Path(cfg.rlms_venv or jobs.DEFAULT_RLMS_VENV)) if b.rlms_python else None
     config = {k: (str(v) if isinstance(v, Path) else list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()}
@@ -166,7 +204,7 @@ def summarize(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     def pick(**match: Any) -> dict[str, Any] | None:
         return next((r for r in rows if all(r.get(k) == v for k, v in match.items())), None)
 
-    out: dict[str, Any] = {"iteration_ratio": [], "checkpoint_cost": [], "fanout": [], "context": [], "resume": []}
+    out: dict[str, Any] = {"iteration_ratio": [], "checkpoint_cost": [], "fanout": [], "context": [], "resume": [], "checkpoints": []}
     for r in rows:
         if r["scenario"] == "iterations" and r["library"] == "rlm-graph":
             ref = pick(scenario="iterations", library="rlms", latency_s=r["latency_s"])
@@ -188,6 +226,8 @@ def summarize(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
             out["fanout"].append({k: r[k] for k in ("library", "checkpointer", "concurrency", "floor_s", "cell_s", "ratio_to_floor")})
         elif r["scenario"] == "context":
             out["context"].append({k: r.get(k) for k in ("library", "size_bytes", "load_s", "peak_rss_bytes", "rss_ratio", "hwm_ratio", "error")})
+        elif r["scenario"] == "checkpoints":
+            out["checkpoints"].append({k: r.get(k) for k in ("variant", "iterations", "stored_bytes", "bytes_per_iteration", "load_ms", "error")})
         elif r["scenario"] == "resume":
             out["resume"].append({k: r.get(k) for k in ("library", "killed", "repeated_calls", "to_first_call_s", "total_s", "answer_ok")})
     return out

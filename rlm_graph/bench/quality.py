@@ -5,6 +5,11 @@ root and sub). Each task's outcome is written as one JSON file, ``<out>/<method>
 as soon as it is known, so a long run can be stopped and picked up again with ``skip_existing``.
 rlm-graph's trajectories (JSONL) go to ``<out>/trajectories/<task id>/``.
 
+The tasks are the older suites (``tasks``: smoke, sniah, ...) or the generalisation families of
+:mod:`rlm_graph.bench.families` (``split``: dev or test, optionally some ``families``; or ``task_ids``).
+A family task's record also carries its split, family, generator, shape and seed, which
+:mod:`rlm_graph.bench.scoreboard` groups into per-family scores.
+
 - ``rlm``: :class:`rlm_graph.RLM` with its defaults for that model.
 - ``base``: one plain call, the context cut to what fits the model's window (its head; the prompt
   says it was cut). The cut starts at ``window_tokens * 4`` characters and shrinks by 15 % each time
@@ -26,12 +31,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rlm_graph.bench import jobs
+from rlm_graph.bench import METHODS, jobs
 from rlm_graph.bench.measure import source_revision
 from rlm_graph.bench.tasks import SUITES, Task, load_suite, score
 from rlm_graph.errors import ConfigurationError
+from rlm_graph.progress_bar import Steps
 
-METHODS = ("rlm", "base", "rlms")
 
 Progress = Callable[[str], None]
 
@@ -57,6 +62,10 @@ class QualityConfig:
     timeout: float = 600.0
     skip_existing: bool = False
     rlms_venv: Path | None = None
+    split: str | None = None  # "dev" or "test": the family tasks of that split instead of ``tasks``
+    families: Sequence[str] = ()  # with ``split``: only these families
+    per_slot: int = 1  # with ``split``: seeds per composition slot
+    task_ids: Sequence[str] = ()  # family task ids to run (instead of ``tasks`` and ``split``)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -88,6 +97,20 @@ def load_tasks(specs: Sequence[str], n: int, seed: int) -> list[Task]:
         tasks = load_suite(name, sizes=sizes, n=n, seed=seed)
         out += tasks[:n] if name == "smoke" and n < len(tasks) else tasks
     return out
+
+
+def config_tasks(cfg: QualityConfig) -> list[Task]:
+    """The tasks a config names: its task ids, else its split's family tasks, else its suites."""
+    from rlm_graph.bench import families
+
+    try:
+        if cfg.task_ids:
+            return families.load_ids(cfg.task_ids)
+        if cfg.split:
+            return families.load_split(cfg.split, cfg.families or None, cfg.per_slot)
+    except ValueError as exc:
+        raise ConfigurationError(str(exc)) from exc
+    return load_tasks(cfg.tasks, cfg.n, cfg.seed)
 
 
 # -- endpoint --------------------------------------------------------------------------------
@@ -154,6 +177,7 @@ def run_rlm(task: Task, ep: Endpoint, cfg: QualityConfig) -> dict[str, Any]:
         "calls": sum(int(u.get("calls") or 0) for u in usage.values()),
         "tokens": _tokens(usage),
         "stopped_by": result.stopped_by,
+        "confirmed": result.confirmed,
     }
 
 
@@ -267,6 +291,7 @@ def run_task(method: str, task: Task, ep: Endpoint, cfg: QualityConfig) -> dict[
         "method": method,
         "task": task.id,
         "kind": task.kind,
+        **{k: task.metadata[k] for k in ("split", "family", "generator", "shape", "seed") if k in task.metadata},
         "size_chars": task.size_chars,
         "requested_size": 0 if task.kind == "smoke" else task.metadata.get("requested_size", task.size_chars),
         "query": task.query,
@@ -289,31 +314,49 @@ def run_task(method: str, task: Task, ep: Endpoint, cfg: QualityConfig) -> dict[
     return record
 
 
-def run_quality(cfg: QualityConfig, progress: Progress = print) -> list[dict[str, Any]]:
-    """Run every method on every task; write and return the per-task records."""
+def run_quality(cfg: QualityConfig, progress: Progress = print, steps: Steps | None = None) -> list[dict[str, Any]]:
+    """Run every method on every task; write and return the per-task records.
+
+    Args:
+        cfg: what to run and where the results go.
+        progress: called with one line per task (method, task, score, seconds, answer).
+        steps: called with ``(done, total)`` runs of a method on a task: ``(0, total)`` first,
+            then after each (a kept result counts); e.g. a :class:`~rlm_graph.progress_bar.ProgressBar`.
+    """
     unknown = set(cfg.methods) - set(METHODS)
     if unknown:
         raise ConfigurationError(f"unknown method(s) {', '.join(sorted(unknown))}: use {', '.join(METHODS)}")
-    tasks = load_tasks(cfg.tasks, cfg.n, cfg.seed)
-    ep = resolve_endpoint(cfg)
-    if "rlms" in cfg.methods:
-        jobs.ensure_rlms(cfg.rlms_venv)
-    records = []
+    tasks = config_tasks(cfg)
+    endpoint: list[Endpoint] = []  # resolved on the first task to run: kept results need no server
+
+    def ep_once() -> Endpoint:
+        if not endpoint:
+            endpoint.append(resolve_endpoint(cfg))
+            if "rlms" in cfg.methods:
+                jobs.ensure_rlms(cfg.rlms_venv)
+        return endpoint[0]
+
+    records: list[dict[str, Any]] = []
+    total = len(tasks) * len(cfg.methods)
+    step = steps or (lambda done, total: None)
+    step(0, total)
     for task in tasks:
         for method in cfg.methods:
             path = result_path(cfg.out, method, task)
             if cfg.skip_existing and path.exists():
                 records.append(json.loads(path.read_text()))
-                progress(f"{method:<5} {task.id:<22} (kept from {path})")
+                progress(f"{method:<5} {task.id:<40} (kept from {path})")
+                step(len(records), total)
                 continue
-            rec = run_task(method, task, ep, cfg)
+            rec = run_task(method, task, ep_once(), cfg)
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(rec, indent=1, default=str))
             records.append(rec)
             answer = " ".join(str(rec.get("answer")).split())[:40]
             note = f" error: {rec['error'][:80]}" if rec.get("error") else ""
-            progress(f"{method:<5} {task.id:<22} score {rec['score']:.2f}  {rec.get('seconds') or 0:7.1f}s  "
+            progress(f"{method:<5} {task.id:<40} score {rec['score']:.2f}  {rec.get('seconds') or 0:7.1f}s  "
                      f"iters {rec.get('iterations')}  answer {answer!r} gold {task.gold!r}{note}")
+            step(len(records), total)
     return records
 
 

@@ -10,9 +10,9 @@ The task kinds follow "Recursive Language Models" (Zhang, Kraska, Khattab 2025):
   two-step lookup (person -> city -> country) over two tables.
 - ``smoke``: five small tasks for quick checks.
 
-Scorers (``score(task, answer)``, by ``Task.scorer``): ``exact`` (cleaned string match, case-insensitive, or the
-gold as a whole word with no rival choice beside it), ``number_exp`` (0.75 ** |error|), ``number_rel`` (within
-``metadata['rel_tol']``) and ``pairs_f1`` (F1 over the set of pairs).
+Scorers live in :mod:`rlm_graph.bench.scoring` (re-exported here): ``exact``, ``number_exp``, ``number_rel`` and
+``pairs_f1`` serve these suites. The generalisation families with dev and test splits are in
+:mod:`rlm_graph.bench.families`.
 
 Every generator is ``make_<kind>(n_tasks, size_chars, seed) -> list[Task]``. Task ``i`` is built from its
 own ``random.Random`` seeded by (kind, seed, size, i), so it is the same whatever ``n_tasks`` is.
@@ -21,9 +21,7 @@ own ``random.Random`` seeded by (kind, seed, size, i), so it is the same whateve
 from __future__ import annotations
 
 import json
-import math
 import random
-import re
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -32,11 +30,13 @@ from pathlib import Path
 from string import Formatter
 from typing import Any, Callable, Iterable, Sequence
 
+from rlm_graph.bench.scoring import SCORERS, parse_pairs, score, score_answer
+
 Context = str | list | dict
 
 __all__ = [
     "Task", "make_sniah", "make_oolong", "make_oolong_pairs", "make_structured", "make_smoke",
-    "score", "score_answer", "load_suite", "write_suite", "read_suite", "context_size",
+    "score", "score_answer", "parse_pairs", "SCORERS", "load_suite", "write_suite", "read_suite", "context_size",
     "GENERATORS", "DEFAULT_SIZES", "SUITES", "TEMPLATES", "SLOTS",
 ]
 
@@ -486,95 +486,6 @@ def make_smoke(n_tasks: int = 5, size_chars: int = 20_000, seed: int = 0) -> lis
                  "Answer with the number only.")
         tasks.append(Task(f"smoke-{i}-{kind}", "smoke", context, q, gold, scorer, context_size(context), meta))
     return tasks
-
-
-# --------------------------------------------------------------------------------------------- scoring
-
-_PREFIX = re.compile(r"^(?:(?:the\s+)?(?:final\s+)?answer\s*(?:is\b|:|=)|final\s*:)\s*", re.I)
-_NUMBER = re.compile(r"(?:(?<![\w.])-)?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?")
-_PAIR = re.compile(r"(\d+)\s*(?:,|-|–|—|&|/|\band\b|\bwith\b)\s*(\d+)")
-
-
-def _clean(text: Any) -> str:
-    """Lower-cased answer without FINAL(...), 'The answer is', quotes, markdown or trailing punctuation."""
-    s = str(text).strip()
-    m = re.fullmatch(r"FINAL(?:_VAR)?\((.*)\)", s, re.S)
-    s = m.group(1) if m else s
-    for _ in range(3):
-        s = _PREFIX.sub("", s.strip()).strip(" \t\r\n'\"`*").rstrip(".!;").strip()
-    return " ".join(s.lower().split())
-
-
-def _has_word(text: str, word: str) -> bool:
-    return re.search(r"(?<!\w)" + re.escape(word) + r"(?!\w)", text) is not None
-
-
-def _first_number(answer: Any) -> float | None:
-    m = _NUMBER.search(_clean(answer))
-    return float(m.group().replace(",", "")) if m else None
-
-
-def _score_exact(gold: Any, answer: Any, meta: dict[str, Any]) -> float:
-    """1 if the cleaned answer equals the gold, or contains it as a whole word with no rival in it: no other
-    choice (``meta['choices']``), and for a numeric gold no other number of the same number of digits."""
-    a, g = _clean(answer), _clean(gold)
-    if a == g:
-        return 1.0
-    if g.isdigit():  # a code such as a magic number: present, and no other number of its length
-        nums = {n.replace(",", "") for n in re.findall(r"\d[\d,]*\d|\d", a)}
-        return 1.0 if g in nums and all(n == g or len(n) != len(g) for n in nums) else 0.0
-    if not a or not _has_word(a, g):
-        return 0.0
-    rivals = [c for c in meta.get("choices", ()) if _clean(c) != g and _has_word(a, _clean(c))]
-    return 0.0 if rivals else 1.0
-
-
-def _score_number_exp(gold: Any, answer: Any, meta: dict[str, Any]) -> float:
-    """0.75 ** |error| (OOLONG's score for counts)."""
-    x = _first_number(answer)
-    return 0.0 if x is None else 0.75 ** abs(x - float(gold))
-
-
-def _score_number_rel(gold: Any, answer: Any, meta: dict[str, Any]) -> float:
-    """1 if within ``meta['rel_tol']`` (default 0.001) of the gold, relative to it."""
-    x = _first_number(answer)
-    g = float(gold)
-    return 0.0 if x is None else float(abs(x - g) <= meta.get("rel_tol", 0.001) * abs(g) + 1e-6)
-
-
-def parse_pairs(answer: Any) -> set[tuple[int, int]]:
-    """Pairs written as '[(1, 2), (3, 4)]', '[[1, 2]]', '1-2, 3-4', '1 and 2; 3 & 4' ...; each as (low, high)."""
-    s = str(answer)
-    return {(min(a, b), max(a, b)) for a, b in ((int(x), int(y)) for x, y in _PAIR.findall(s)) if a != b}
-
-
-def _score_pairs_f1(gold: Any, answer: Any, meta: dict[str, Any]) -> float:
-    """F1 between the set of gold pairs and the pairs found in the answer (order inside a pair ignored)."""
-    g = {(min(a, b), max(a, b)) for a, b in gold}
-    p = parse_pairs(answer)
-    if not g or not p:
-        return float(not g and not p)
-    hit = len(g & p)
-    return 0.0 if hit == 0 else 2 * hit / (len(g) + len(p))
-
-
-SCORERS: dict[str, Callable[[Any, Any, dict[str, Any]], float]] = {
-    "exact": _score_exact, "number_exp": _score_number_exp, "number_rel": _score_number_rel,
-    "pairs_f1": _score_pairs_f1,
-}
-
-
-def score_answer(scorer: str, gold: Any, answer: Any, metadata: dict[str, Any] | None = None) -> float:
-    """Score a free-form answer in [0, 1] with the named scorer; ``None`` or an unparseable answer gives 0."""
-    if answer is None:
-        return 0.0
-    value = SCORERS[scorer](gold, answer, metadata or {})
-    return min(1.0, max(0.0, value)) if math.isfinite(value) else 0.0
-
-
-def score(task: Task, answer: str) -> float:
-    """Score the model's answer to ``task`` in [0, 1]."""
-    return score_answer(task.scorer, task.gold, answer, task.metadata)
 
 
 # --------------------------------------------------------------------------------------------- suites

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import ast
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 
-_FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[^\n]*\n(.*?)(?:```|\Z)", re.DOTALL)
+_LANG = re.compile(r"[ \t]*([A-Za-z0-9_+-]*)")
 _CODE_LANGS = {"repl", "python", "py", "python3", ""}
 _FINAL = re.compile(r"\b(FINAL_VAR|FINAL)\s*\(")
 
@@ -26,7 +27,7 @@ def code_blocks(text: str) -> list[str]:
     Blocks that are plainly not Python (```json, ```text ...) are skipped.
     """
     blocks = []
-    for lang, body in _FENCE.findall(text):
+    for _, _, lang, body in _fences(text):
         if lang.lower() not in _CODE_LANGS:
             continue
         body = body.strip("\n")
@@ -86,8 +87,37 @@ def _balanced(text: str, start: int) -> int | None:
     return None
 
 
+def _fences(text: str) -> Iterator[tuple[int, int, str, str]]:
+    """Each fenced block: (start, end, language, body), in one pass over ``text``.
+
+    A fence is three backticks, a header line (its first word the language), the body, and the
+    closing backticks (or the end of the text). Written as a scan rather than a regular
+    expression, whose backtracking over a header with no line end took quadratic time (a reply
+    of backticks alone took seconds per 50 KB).
+    """
+    pos = 0
+    while True:
+        start = text.find("```", pos)
+        if start < 0:
+            return
+        line_end = text.find("\n", start + 3)
+        if line_end < 0:
+            return  # no header line, so no block here or later
+        lang = _LANG.match(text, start + 3, line_end)
+        close = text.find("```", line_end + 1)
+        end = len(text) if close < 0 else close + 3
+        yield start, end, lang.group(1) if lang else "", text[line_end + 1 : end - 3 if close >= 0 else end]
+        pos = end
+
+
 def _outside_code(text: str) -> str:
-    return _FENCE.sub(" ", text)
+    parts, pos = [], 0
+    for start, end, _, _ in _fences(text):
+        parts.append(text[pos:start])
+        parts.append(" ")
+        pos = end
+    parts.append(text[pos:])
+    return "".join(parts)
 
 
 def find_final(text: str) -> FinalCall | None:
@@ -98,20 +128,21 @@ def find_final(text: str) -> FinalCall | None:
     because that is what models mean by it. An unbalanced FINAL takes the rest of its line.
     """
     prose = _outside_code(text)
-    found = None
+    last = None
     for m in _FINAL.finditer(prose):
         if m.start() > 0 and (prose[m.start() - 1].isalnum() or prose[m.start() - 1] == "_"):
             continue
-        end = _balanced(prose, m.end())
-        if end is None:
-            line_end = prose.find("\n", m.end())
-            inner = prose[m.end() : line_end if line_end != -1 else len(prose)].rstrip().rstrip(")")
-        else:
-            inner = prose[m.end() : end]
-        found = (m.group(1), inner.strip())
-    if found is None:
+        last = m
+    if last is None:
         return None
-    name, inner = found
+    # Only the last one counts, so only it is scanned: scanning each took quadratic time.
+    end = _balanced(prose, last.end())
+    if end is None:
+        line_end = prose.find("\n", last.end())
+        inner = prose[last.end() : line_end if line_end != -1 else len(prose)].rstrip().rstrip(")")
+    else:
+        inner = prose[last.end() : end]
+    name, inner = last.group(1), inner.strip()
     if not inner:
         return None
     if name == "FINAL_VAR" or inner.isidentifier():

@@ -21,9 +21,13 @@ the user then shows you the code's output. Variables persist between blocks.
 
 The REPL has:
 - `context`: the data.
-{search_line}- `llm_query(prompt)`: asks a language model about a piece of text you put in the prompt (it cannot \
+- `search(text)`: finds `text` in `context`, ignoring case and word endings; returns a list of the \
+matching lines (on very long lines, the text around each match). Use it to find any name, key or word.
+- `llm_query(prompt)`: asks a language model about a piece of text you put in the prompt (it cannot \
 see `context`); returns a string. Use it for judgements code cannot make.
 - `llm_query_batched(prompts)`: many llm_query calls at once, in parallel; returns a list of strings.
+- `judge(items, question)`: asks the language model, item by item, whether each item counts toward the \
+question; returns the items (a text's lines, a dict's entries) that do.
 {rlm_line}- `FINAL(answer)`: gives your final answer. `FINAL_VAR("name")`: gives a variable's value as the answer.
 - `print(...)`: shows values. Output longer than {max_output_chars} characters is cut.
 
@@ -31,43 +35,44 @@ Rules:
 1. Look at the data first: {look_rule}.
 2. Count, search and compute with code. Never guess a number.
 3. Write one ```repl block per reply, then stop and wait for its output.
-4. When the output shows the answer, call FINAL(answer) with only what the question asks for.
+4. When the output shows the answer, reply FINAL(value) with only what the question asks for, e.g. \
+FINAL(42) or FINAL(Paris), or FINAL(name) with the variable that holds it.
+5. If code finds nothing, suspect the code, not the data: search for another word of the question.
 
-{find_example}
+How to answer:
+- A fact about a name or key: search for the name, print the hits, read the value in them.
+- How many lines or items match: filter with code, print the count and a few matches.
+- A sum, average or largest value: parse the numbers with code, then compute.
+- A judgement about each item (satisfied or not, on a topic or not): `kept = judge(context, "<the question>")`, \
+then print(len(kept)) or the kept items.
+- Two steps (where X lives, then that place's country): search for X, then search for what you found.
 
-Example: judge pieces with llm_query
+Example: find what the data says about something
+```repl
+hits = search("error")
+print(hits[:10])
+```
+
+{count_example}Example: judge pieces with llm_query
 ```repl
 chunks = [context[i:i + 3000] for i in range(0, len(context), 3000)]
 replies = llm_query_batched(["Is this text about sports? Answer yes or no.\\n" + c for c in chunks])
 print(sum(r.strip().lower().startswith("yes") for r in replies), "of", len(chunks))
 ```
-
-Example: answer
-```repl
-FINAL(total)
-```
 """
 
-#: The first example follows the context's shape. Text of few, long lines gets ``search`` (the
-#: 1.5B model otherwise split a one-line haystack into lines and printed line numbers). Everything
-#: else keeps the line filter, which the learning path passes: given the search example, the model
-#: printed ``context[:10]`` of a column of numbers to add and echoed it back; given an item-filter
-#: example on lists and dicts, it counted reviews containing "love" instead of asking llm_query.
-FIND_IN_TEXT = """\
-Example: find where something is mentioned
+#: The second example follows the context's shape: text of many lines gets a line filter that
+#: counts and prints the lines it keeps. Lists and dicts get none: given an item filter there, the
+#: model counted reviews containing "love" instead of asking llm_query.
+COUNT_LINES = """\
+Example: count matching lines
 ```repl
-hits = search("error")
-print(len(hits))
-print(hits[:10])
-```"""
+lines = [line for line in context.splitlines() if "error" in line.lower()]
+print(len(lines))
+print(lines[:5])
+```
 
-FIND_LINES = """\
-Example: find lines
-```repl
-hits = [line for line in context.splitlines() if "error" in line.lower()]
-print(len(hits))
-print(hits[:10])
-```"""
+"""
 
 RLM_QUERY_LINE = (
     "- `rlm_query(prompt, context=None)`: asks a helper that has its own REPL over `context` (a smaller "
@@ -82,6 +87,22 @@ Its first characters (only a preview; the whole data is in the variable `context
 {preview}
 
 Write a ```repl block to start exploring the context."""
+
+#: A follow-up question on a finished thread (``rlm-graph ask``): a new task, same REPL.
+FOLLOW_UP_PROMPT = """\
+New question: {query}
+
+The REPL still holds `context` and every variable your earlier code set. Answer this new question \
+the same way: explore with a ```repl block, then FINAL(answer)."""
+
+#: A note a user adds when forking a run (``rlm-graph fork --note``), shown before the model's next turn.
+USER_NOTE = "A note from the user: {note}"
+
+#: A run a limit stopped, carried on after the user raised it (``rlm-graph resume ID --max-iterations N --allow-change``).
+CONTINUE_NOTE = (
+    "The user gave you more room ({changes}), so the task is not over: the answer you just gave was forced. "
+    "Carry on from where you stopped with a ```repl block, and give FINAL(answer) when you are sure."
+)
 
 OUTPUT_TEMPLATE = """\
 {marker} (cell {cell}):
@@ -106,7 +127,8 @@ NO_CODE_VALUE_NOTE = (
 
 STUCK_NOTE = (
     "You ran the same code as in your previous reply. Do not repeat it. If the output above answers the "
-    "question, reply with FINAL and the value now, e.g. FINAL(42); otherwise try a different approach."
+    "question, reply with FINAL and the value now, e.g. FINAL(42); otherwise try a different approach, "
+    "e.g. {search_hint} to print the lines that mention a word of the question."
 )
 
 GROUNDING_NOTE = (
@@ -129,10 +151,73 @@ PLAN_NOTE = (
 )
 
 
+#: Appended to the system prompt when the run has user tools (``rlm_graph.tools``).
+TOOLS_PROMPT = """\
+Tools: these functions are also defined in the REPL. They run outside the sandbox, on the host; call
+them from code like llm_query, with JSON values (text, numbers, lists, dicts) as arguments. Each
+returns a JSON value; a failure raises RuntimeError in the cell.
+{tools}"""
+
 FORCED_FINAL_PROMPT = (
     "You have no more {what}. Using only what you found so far, answer the question now: "
     "reply with FINAL and the value itself, e.g. FINAL(42) or FINAL(\"Paris\"), and nothing else."
 )
+
+NON_ANSWER_NOTE = (
+    "Your answer {answer!r} says the value is not there, but it is in `context`: the code that looked "
+    "for it missed it (wrong word, wrong case, or a filter that was too strict). Look again another way: "
+    "{search_hint} ignores case and word endings and prints the whole matching lines. Print the hits, "
+    "then answer with FINAL and the value."
+)
+
+#: Appended to a note when the runner ran ``search`` for the question's key words itself.
+RUNNER_SEARCH = (
+    "\n\nThe runner searched the context for the question's key words:\n{found}\nRead these lines. If one "
+    "of them answers the question, reply with FINAL and the value; otherwise write code that looks further."
+)
+
+UNCOUNTED_NOTE = (
+    "Your answer {answer} is not a number your code printed: no output line shows it as a result. Compute "
+    "it with code over the whole context (for example, print(len(matches)) for the matching lines or items, "
+    "print(sum(numbers)) for a total), then reply with FINAL and the number it prints."
+)
+
+#: The first words of the field-count note: it is sent once per run.
+FIELD_COUNT_MARK = "The question names values of the data's fields"
+FIELD_COUNT_NOTE = (
+    FIELD_COUNT_MARK + ": the runner's search({pattern!r}) finds {count} {said}. Your answer {answer} "
+    "is a different count. If those {unit} are what the question counts, reply FINAL({count}); if the question "
+    "asks for something more, count it with code and reply with FINAL and the number it prints."
+)
+
+#: The first words of the judge note: it is sent once per run.
+JUDGE_MARK = "Counting by words in the text cannot answer this"
+JUDGE_NOTE = (
+    JUDGE_MARK + ": each of the {n} items has to be judged. Run exactly this, then reply with FINAL and "
+    "the number it prints:\n```repl\nkept = judge(context, {query!r})\nprint(len(kept))\n```"
+)
+
+UNGROUNDED_NOTE = (
+    "Your answer {answer!r} is not in the output lines that name what the question asks about. Those "
+    "lines are:\n{lines}\nRead them: if one gives the value, reply with FINAL and that value; otherwise "
+    "search further."
+)
+
+WANDERED_NOTE = (
+    "Your answer {answer!r} comes from code that never looked for what the question names ({terms}): "
+    "it does not answer this question."
+)
+#: The end of the wandered note when the runner's search found nothing to show.
+LOOK_FOR_TERMS = " Look for them: {search_hint} ignores case and word endings and prints the matching lines; then answer with FINAL and the value."
+
+READER_PROMPT = """\
+Question: {query}
+
+Outputs of code that searched the data for the answer:
+{outputs}
+
+Using only these outputs, answer the question with the value alone (a number, a name, a short list). \
+If the outputs do not show it, reply: unknown"""
 
 FORM_CHECK_PROMPT = """\
 Question: {query}
@@ -140,47 +225,89 @@ Question: {query}
 What kind of value does this question ask for? Reply with one word from: number, name, word, list, date, text."""
 
 
-SEARCH_LINE = (
-    "- `search(text)`: finds `text` in `context` (ignoring case); returns a list with the text around each "
-    "match (the whole line when lines are short).\n"
-)
 LOOK_AT_TEXT = "print the matching text itself (search shows it), not only how many matches there are"
 LOOK_AT_LINES = "print the matching lines or items themselves, not only how many there are"
 
-#: A text with at least this many lines gets the line-filter example.
+#: A text with at least this many lines gets the line-counting example.
 MANY_LINES = 20
 
 
 def system_prompt(*, max_output_chars: int, allow_rlm: bool, context_meta: dict[str, Any] | None = None) -> str:
-    """The root model's system prompt; the context's metadata (its type and line count) picks the first example."""
+    """The root model's system prompt; the context's metadata (its type and line count) picks the examples.
+
+    ``search`` is offered for every shape: a text of many lines used to get only a line filter,
+    which the 1.5B model copied as ``"ERROR" in line.lower()`` and found nothing (issue 14).
+    """
     meta = context_meta or {}
-    # Only the prompt whose example uses search lists it: with it listed, the model summed the
-    # digits of a column of numbers one by one (learn_01, which the line-filter prompt passes).
-    searching = meta.get("type", "str") == "str" and int(meta.get("lines") or 0) < MANY_LINES
-    example = FIND_IN_TEXT if searching else FIND_LINES
+    lines = meta.get("type", "str") == "str" and int(meta.get("lines") or 0) >= MANY_LINES
     return SYSTEM_PROMPT.format(
         max_output_chars=max_output_chars,
         rlm_line=RLM_QUERY_LINE if allow_rlm else "",
-        search_line=SEARCH_LINE if searching else "",
-        look_rule=LOOK_AT_TEXT if searching else LOOK_AT_LINES,
-        find_example=example,
+        look_rule=LOOK_AT_LINES if lines or meta.get("type") in ("list", "dict") else LOOK_AT_TEXT,
+        count_example=COUNT_LINES if lines else "",
     )
 
 
 def describe_context(meta: dict[str, Any]) -> str:
-    """One sentence about the context: its type and size, never its content."""
+    """A few sentences about the context: its type, size and layout (columns, record keys, the
+    few values a field takes), never a whole record of its content."""
     kind = meta.get("type", "unknown")
     length = meta.get("length")
     if kind == "str":
-        return f"a string of {length:,} characters in {meta.get('lines', 0):,} lines."
+        text = f"a string of {length:,} characters in {meta.get('lines', 0):,} lines."
+        if meta.get("json") == "list":
+            keys = f" dicts with the keys {', '.join(meta['item_keys'])}" if meta.get("item_keys") else " items"
+            if meta.get("rows"):
+                text += (f" It is JSON text, already parsed for you: the variable `rows` holds it, a list of "
+                         f"{int(meta['rows']):,}{keys} (rows[0]['<key>']); compute over `rows`, not over the text's lines.")
+            else:
+                text += (f" It is JSON text: parse it first, `data = json.loads(context)` gives a list of "
+                         f"{int(meta.get('json_items') or 0):,}{keys}; compute over `data`, not over the text's lines.")
+            return text + _fields({"field_values": meta.get("json_values")})
+        if meta.get("json") == "dict":
+            keys = f" (keys {', '.join(meta['item_keys'][:20])})" if meta.get("item_keys") else ""
+            return text + (f" It is JSON text: parse it first, `data = json.loads(context)` gives a dict of "
+                           f"{int(meta.get('json_items') or 0):,} keys{keys}; compute over `data`.")
+        if meta.get("columns"):
+            sep = {",": "commas", "\t": "tabs", ";": "semicolons", "|": "bars"}.get(meta.get("separator", ","), "commas")
+            text += f" It is a table: a header line with the columns {', '.join(meta['columns'])}, values separated by {sep}."
+            text += _rows(meta).replace("the same table", "its rows, numbers parsed,")
+        return text + _fields(meta)
     if kind == "list":
         first = meta.get("chunk_lengths") or []
         extra = f" The first items' lengths: {first[:10]}." if first else ""
-        return f"a list of {length:,} items (iterate over it: `for item in context`).{extra}"
+        keys = meta.get("item_keys")
+        if keys:
+            extra = f" Each item is a dict with the keys {', '.join(keys)}."
+        return f"a list of {length:,} items (iterate over it: `for item in context`).{extra}" + _fields(meta)
     if kind == "dict":
         keys = ", ".join(meta.get("keys") or [])
-        return f"a dict with {length:,} keys ({keys})."
+        text = f"a dict with {length:,} keys ({keys})."
+        if meta.get("value_kind") == "list":
+            n = int(meta.get("value_items") or 0)
+            text += (f" Each key holds a list ({n:,} items in the first); when the lists have the same length they are "
+                     "columns of one table: row i is context[key][i] for every key.")
+            text += _rows(meta)
+        return text + _fields(meta)
     return f"a value of type {kind}."
+
+
+def _rows(meta: dict[str, Any]) -> str:
+    """" `rows` holds it as N row dicts ..." when the worker built them (a table in another form)."""
+    n = meta.get("rows")
+    if not isinstance(n, int) or n <= 0:
+        return ""
+    return (f" The variable `rows` holds the same table as a list of {n:,} dicts, one per row "
+            "(rows[0]['<column>']): filter, count and add up over `rows`.")
+
+
+def _fields(meta: dict[str, Any]) -> str:
+    """" Fields that take few values: word 2 (INFO, WARN, ERROR); region (north, south)." or ""."""
+    fields = meta.get("field_values") or {}
+    if not isinstance(fields, dict) or not fields:
+        return ""
+    parts = [f"{name} ({', '.join(str(v) for v in list(values)[:12])})" for name, values in list(fields.items())[:6] if isinstance(values, list)]
+    return " Fields that take only a few values, as written in the data: " + "; ".join(parts) + "." if parts else ""
 
 
 def task_prompt(query: str, meta: dict[str, Any]) -> str:

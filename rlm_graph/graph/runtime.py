@@ -9,64 +9,81 @@ recorded cells, serving each sub-call from the record: no model call is repeated
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
-from dataclasses import fields, replace
+import uuid
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from langchain_core.messages import HumanMessage
+from langchain_core.messages import BaseMessage, HumanMessage
+from langgraph.config import get_config
 from langgraph.runtime import Runtime
 
-from rlm_graph.contexts import check_file, format_for, write_value
-from rlm_graph.errors import ConfigurationError
-from rlm_graph.graph.settings import Limits, RLMContext
-from rlm_graph.graph.state import RLMState, total_cost, total_tokens
-from rlm_graph.models.calls import call_model
+from rlm_graph.contexts import check_file, format_for, stored_path, write_value
+from rlm_graph.errors import ConfigurationError, ModelError, SandboxError
+from rlm_graph.graph.bindings import Bindings, RunSettings, named_fields
+from rlm_graph.graph.ledger import Account, BudgetSpent, Spend, drop_ledger, ledger_for, spend_of, worst_case
+from rlm_graph.graph.settings import LIMIT_NAMES, Limits, RLMContext
+from rlm_graph.graph.state import Pending, RLMState, Usage, add_usage, task_start
+from rlm_graph.models.calls import Reply, call_model, reply_cap
+from rlm_graph.models.tokens import count_tokens
 from rlm_graph.sandboxes import POOL, SandboxSession, transport_factory
-from rlm_graph.sandboxes.protocol import SubRequest
+from rlm_graph.sandboxes.protocol import CellResult, SubRequest, prompt_hash
+from rlm_graph.sandboxes.session import Recorded
 
 log = logging.getLogger("rlm_graph")
 
 
-def settings_of(runtime: Runtime[RLMContext] | None, defaults: RLMContext | None) -> RLMContext:
-    """The run's settings: the invoke-time context, completed by the graph's defaults.
+def settings_of(runtime: Runtime[RLMContext] | None, defaults: Bindings | RLMContext | None) -> RunSettings:
+    """The run's settings: what its context names, over the graph's own settings, models resolved.
 
-    The LangGraph server turns a run's ``context`` JSON into an ``RLMContext`` holding only what
-    the request named (``{"approve_code": true, "limits": {"max_iterations": 5}}``); every field
-    it left at its default, models included, comes from the graph's own settings.
+    The context may be an :class:`RLMContext` (what LangGraph builds from a run's JSON, or what a
+    caller passes), a dict of its fields, a :class:`RunSettings` (``RLM.settings``), or nothing. Keys of the run config's ``configurable``
+    that name a setting or a limit (``{"max_iterations": 5}``, the older way of passing settings)
+    are taken where the context names nothing; values that are not JSON there belong to someone
+    else (a parent graph) and are left alone.
+
+    Raises:
+        ConfigurationError: an unknown setting, or a value of the wrong kind, in one line.
     """
-    if defaults is not None and defaults.model is None:
-        defaults = _from_env(defaults)
-    ctx = getattr(runtime, "context", None)
+    bindings = defaults if isinstance(defaults, Bindings) else Bindings(settings=defaults or RLMContext())
+    named = {**_configurable_settings(), **_context_settings(getattr(runtime, "context", None))}
+    return bindings.resolve(bindings.merge(named))
+
+
+def _context_settings(ctx: Any) -> dict[str, Any]:
+    if ctx is None:
+        return {}
+    if isinstance(ctx, RLMContext):
+        return named_fields(ctx)
+    if isinstance(ctx, RunSettings):  # e.g. ``context=rlm.settings``: its JSON part
+        return named_fields(ctx.context)
     if isinstance(ctx, dict):
-        ctx = RLMContext(**{k: v for k, v in ctx.items() if k in _FIELDS})
-    if not isinstance(ctx, RLMContext):
-        if defaults is None:
-            raise ConfigurationError("the RLM graph was invoked without settings: pass context=RLMContext(...)")
-        return defaults
-    if ctx.model is not None or defaults is None:
-        return ctx if isinstance(ctx.limits, Limits) else replace(ctx, limits=Limits.from_dict(ctx.limits))  # type: ignore[arg-type]
-    merged = {f: getattr(ctx, f) if getattr(ctx, f) != getattr(_BLANK, f) else getattr(defaults, f) for f in _FIELDS if f != "started_at"}
-    limits = ctx.limits if isinstance(ctx.limits, Limits) else Limits.from_dict({**defaults.limits.as_dict(), **dict(ctx.limits)})  # type: ignore[call-overload]
-    return RLMContext(**{**merged, "limits": limits, "started_at": ctx.started_at})
+        return named_fields(RLMContext(**ctx))  # validates: unknown keys and wrong kinds get one line
+    raise ConfigurationError(f"the run's context must be an RLMContext or a dict of settings, not {type(ctx).__name__}")
 
 
-_BLANK = RLMContext()
-_FIELDS = tuple(f.name for f in fields(RLMContext))
+_SETTING_NAMES = frozenset(f.name for f in fields(RLMContext)) - {"limits"}
+_JSON_TYPES = (str, int, float, bool, dict, list, type(None))
 
 
-_ENV_SETTINGS: dict[int, RLMContext] = {}
-
-
-def _from_env(base: RLMContext) -> RLMContext:
-    """Fill a model-less graph's settings from the environment, once per process."""
-    from rlm_graph.models import settings_from_env
-
-    key = id(base)
-    if key not in _ENV_SETTINGS:
-        _ENV_SETTINGS[key] = RLMContext(**{**base.__dict__, **settings_from_env()})
-    return _ENV_SETTINGS[key]
+def _configurable_settings() -> dict[str, Any]:
+    """Settings given the older way, as ``config["configurable"]`` keys (flat limit names too)."""
+    try:
+        configurable = get_config().get("configurable") or {}
+    except RuntimeError:  # not inside a run
+        return {}
+    named: dict[str, Any] = {k: v for k, v in configurable.items() if k in _SETTING_NAMES and isinstance(v, _JSON_TYPES)}
+    limits = {k: v for k, v in configurable.items() if k in LIMIT_NAMES and isinstance(v, _JSON_TYPES)}
+    if isinstance(configurable.get("limits"), dict):
+        limits = {**limits, **configurable["limits"]}
+    if limits:
+        named["limits"] = limits
+    if named:
+        named = named_fields(RLMContext(**named))  # validates
+    return named
 
 
 def trace_config(depth: int) -> dict[str, Any]:
@@ -84,8 +101,14 @@ def trace_config(depth: int) -> dict[str, Any]:
     return {"run_name": f"rlm depth {depth}", "metadata": {"rlm_depth": depth}}
 
 
-def context_file(state: RLMState, ctx: RLMContext) -> tuple[Path, str]:
-    """The file the sandbox loads the context from, writing an inline context the first time."""
+def context_file(state: RLMState, ctx: RunSettings) -> tuple[Path, str]:
+    """The file the sandbox loads the context from, writing an inline context the first time.
+
+    A child run's context is found in the store by its digest (one line if it is missing).
+    """
+    if state.get("context_ref") is not None:
+        ref = state["context_ref"]
+        return stored_path(ref, ctx.work_dir), str(ref["format"])  # type: ignore[index]
     if state.get("context_path"):
         path = check_file(str(state["context_path"]))
         return path, state.get("context_format") or format_for(path)
@@ -100,7 +123,7 @@ def context_file(state: RLMState, ctx: RLMContext) -> tuple[Path, str]:
     return path.resolve(), fmt
 
 
-def new_session(state: RLMState, ctx: RLMContext) -> SandboxSession:
+def new_session(state: RLMState, ctx: RunSettings) -> SandboxSession:
     """Start a worker for this run and load its context."""
     limits = Limits.from_dict(state.get("limits"))
     path, fmt = context_file(state, ctx)
@@ -109,16 +132,18 @@ def new_session(state: RLMState, ctx: RLMContext) -> SandboxSession:
         cell_timeout=limits.cell_timeout,
         max_output_chars=limits.max_output_chars,
     )
+    session.tool_names = list(ctx.tools)  # defined in the worker as it starts (and after a restart)
     session.start()
     session.load_context(path, fmt)
     return session
 
 
-#: The memory limit each backend uses when none is given (MB).
-_DEFAULT_MEMORY_MB = {"local": 4096, "docker": 1024}
+#: The memory limit each backend uses when none is given (MB). Modal's own default request is
+#: smaller; a context that needs more than 1024 MB gets its size asked for.
+_DEFAULT_MEMORY_MB = {"local": 4096, "docker": 1024, "modal": 1024}
 
 
-def _sized_options(ctx: RLMContext, path: Path) -> dict[str, Any]:
+def _sized_options(ctx: RunSettings, path: Path) -> dict[str, Any]:
     """Sandbox options with a memory limit big enough for the context (Python holds text at ~2x)."""
     opts = dict(ctx.sandbox_options)
     default = _DEFAULT_MEMORY_MB.get(ctx.sandbox) if isinstance(ctx.sandbox, str) else None
@@ -129,8 +154,13 @@ def _sized_options(ctx: RLMContext, path: Path) -> dict[str, Any]:
     return opts
 
 
-def open_session(state: RLMState, ctx: RLMContext) -> SandboxSession:
-    """This run's live sandbox, rebuilt by replay when missing or out of step with the state."""
+def open_session(state: RLMState, ctx: RunSettings, charges: Charges | None = None, *, account: Account | None = None) -> SandboxSession:
+    """This run's live sandbox, rebuilt by replay when missing or out of step with the state.
+
+    A replay whose code asks for prompts the record does not hold (prompts built from the clock
+    or from random numbers) calls the sub-model fresh, through the run's budget ledger; what those
+    calls spent is added to ``charges``, for the calling node to put in the state.
+    """
     key = state["run_id"]
     cells = state.get("cells") or []
     session = POOL.get(key)
@@ -143,16 +173,69 @@ def open_session(state: RLMState, ctx: RLMContext) -> SandboxSession:
         log.info("run %s: the live sandbox is out of step with the checkpoint; rebuilding it by replay", key)
     session = new_session(state, ctx)
     if cells:
-        fresh = session.replay(cells, lambda req: _fresh_answers(req, ctx))
+        charges = charges if charges is not None else Charges()
+        account = account or run_account(state)
+        fresh = session.replay(cells, lambda req: _fresh_answers(req, ctx, account, charges))
         if fresh:
             log.warning("run %s: replay needed %d fresh sub-call(s) because the code's prompts changed", key, fresh)
     POOL.put(key, session)
     return session
 
 
-def _fresh_answers(req: SubRequest, ctx: RLMContext) -> list[str]:
-    """Answer a request the record has no match for, straight from the sub-model."""
-    return [call_model(ctx.sub, [HumanMessage(p)], label=ctx.sub_label).text for p in req.prompts]
+@dataclass
+class Charges:
+    """What model calls made outside a node's own bookkeeping (a replay's fresh calls) spent."""
+
+    usage: Usage = field(default_factory=dict)
+    calls: int = 0
+    refused: str | None = None  # a budget that refused one of them
+
+    def add(self, usage: Usage, calls: int) -> None:
+        self.usage = add_usage(self.usage, usage)
+        self.calls += calls
+
+    def update(self) -> dict[str, Any]:
+        """The state keys that count them (empty when nothing was spent)."""
+        out: dict[str, Any] = {}
+        if self.usage:
+            out["usage"] = self.usage
+        if self.calls:
+            out["n_subcalls"] = self.calls
+        if self.refused:
+            out["budget_hit"] = self.refused
+        return out
+
+
+def _fresh_answers(req: SubRequest, ctx: RunSettings, account: Account, charges: Charges) -> list[str]:
+    """Answer a request the record has no match for from the sub-model (or the tool), each prompt reserved first.
+
+    Prompts that no longer fit the budget get an error marker (the whole request fails when its
+    first one does not fit), as a live fan-out does.
+    """
+    from rlm_graph import tools
+
+    if req.kind == tools.TOOL_KIND:  # a host function: no tokens, not a sub-call, no reservation
+        text, error, _ = tools.call(ctx.tools, req.prompts[0] if req.prompts else "")
+        if error:
+            raise RuntimeError(error)  # replay turns it into the error the cell sees
+        return [text]
+    texts: list[str] = []
+    for i, prompt in enumerate(req.prompts):
+        try:
+            reply = budgeted_call(account, f"replay.{uuid.uuid4().hex}", ctx.sub, [HumanMessage(prompt)],
+                                  label=ctx.sub_label, ctx=ctx, calls=1)
+        except BudgetSpent as spent:
+            charges.refused = charges.refused or spent.limit
+            if i == 0:
+                raise
+            texts += [f"[sub-call failed: {spent}]"] * (len(req.prompts) - i)
+            break
+        except Exception:
+            charges.add({}, 1)  # a call was made and failed: counted as one, as a live sub-call is
+            raise
+        charges.add(reply.usage, 1)
+        texts.append(reply.text)
+    return texts
 
 
 _SLOTS: dict[str, threading.BoundedSemaphore] = {}
@@ -174,39 +257,259 @@ def concurrency_slot(run_id: str, limit: int) -> threading.BoundedSemaphore:
 
 
 def close_session(state: RLMState) -> None:
-    """Stop the run's sandbox (the run has ended)."""
+    """Stop the run's sandbox (the run has ended) and close its book in the budget ledger."""
     if state.get("run_id"):
         POOL.discard(state["run_id"])
+        if not state.get("parent_run"):
+            drop_ledger(state.get("tree") or state["run_id"])
         with _SLOTS_LOCK:
             _SLOTS.pop(state["run_id"], None)
+            _CLOCKS.pop(state["run_id"], None)
 
 
-def remaining(limits: Limits, state: RLMState, ctx: RLMContext) -> dict[str, Any]:
-    """What is left of each whole-tree budget (None where unlimited)."""
-    usage = state.get("usage") or {}
+_CLOCKS: dict[str, float] = {}
+
+
+def run_clock(run_id: str, *, restart: bool = False) -> float:
+    """``time.monotonic()`` when the run started, or was last resumed, in this process.
+
+    ``max_seconds`` counts from here. The clock is the run's, not the graph's or the settings':
+    a graph may be built long before it is invoked. ``prepare`` starts it, :meth:`RLM.resume`
+    restarts it, and a run carried on in a new process (after a kill) starts it at its first step
+    there, so time spent dead between a kill and its resume is not charged to the run.
+    """
+    with _SLOTS_LOCK:
+        if restart or run_id not in _CLOCKS:
+            _CLOCKS[run_id] = time.monotonic()
+        return _CLOCKS[run_id]
+
+
+def seconds_left(limits: Limits, state: RLMState) -> float | None:
+    """What is left of ``max_seconds`` (None when unlimited)."""
+    if limits.max_seconds is None:
+        return None
+    return limits.max_seconds - (time.monotonic() - run_clock(state.get("run_id") or ""))
+
+
+
+# -- budgets -----------------------------------------------------------------------------
+
+def run_account(state: RLMState) -> Account:
+    """This run's book in its tree's budget ledger, set to what its checkpointed state says."""
+    run = state.get("run_id") or ""
+    ledger = ledger_for(state.get("tree") or run, Limits.from_dict(state.get("limits")))
+    ledger.sync(
+        run,
+        parent=state.get("parent_run"),
+        settled=spend_of(state.get("usage"), int(state.get("n_subcalls") or 0)),
+        held={k: Spend.from_dict(v) for k, v in (state.get("reserved") or {}).items()},
+    )
+    return Account(ledger, run)
+
+
+def task_account(task: Pending) -> Account:
+    """The book a ``sub_call`` task settles in; opened from the task's snapshot in a new process."""
+    ref = task.get("budget") or {}
+    run = ref.get("run") or task.get("run_id") or ""
+    ledger = ledger_for(ref.get("tree") or run, Limits.from_dict(task.get("limits")))
+    ledger.ensure(run, parent=ref.get("parent"), settled=Spend.from_dict(ref.get("base")), finished=lambda: _finished_siblings(task))
+    return Account(ledger, run)
+
+
+#: LangGraph's config key for the run's checkpointer (not part of its public API; pinned versions).
+_CHECKPOINTER_KEY = "__pregel_checkpointer"
+
+
+def _finished_siblings(task: Pending) -> list[tuple[Spend, Spend]]:
+    """``(actual, hold)`` of each task of this fan-out that finished before the process started.
+
+    Their writes sit in the fan-out's checkpoint as pending writes until the whole fan-out is
+    done; a child run that finished before a kill is counted only there. Read from the
+    checkpointer the run uses (nothing when there is none: an unsaved run has no earlier process).
+    """
+    try:
+        conf = get_config().get("configurable") or {}
+    except RuntimeError:
+        return []
+    saver, ns = conf.get(_CHECKPOINTER_KEY), str(conf.get("checkpoint_ns") or "")
+    if saver is None or not conf.get("thread_id") or "sub_call:" not in ns:
+        return []
+    parent_ns = ns.rpartition("|")[0]
+    target = {"thread_id": conf["thread_id"], "checkpoint_ns": parent_ns}
+    checkpoint_id = (conf.get("checkpoint_map") or {}).get(parent_ns)
+    if checkpoint_id:
+        target["checkpoint_id"] = checkpoint_id
+    try:
+        saved = saver.get_tuple({"configurable": target})
+    except Exception as exc:  # the ledger stays conservative for the other holds; log and go on
+        log.warning("could not read the fan-out's saved answers for the budget ledger: %s", exc)
+        return []
+    if saved is None:
+        return []
+    holds = {p.get("key"): Spend.from_dict((p.get("budget") or {}).get("hold")) for p in saved.checkpoint.get("channel_values", {}).get("pending") or []}
+    writes: dict[str, dict[str, Any]] = {}
+    for task_id, channel, value in saved.pending_writes or []:
+        writes.setdefault(str(task_id), {})[channel] = value
+    out = []
+    for w in writes.values():
+        for key, value in (w.get("reserved") or {}).items() if isinstance(w.get("reserved"), dict) else ():
+            if value is None and key in holds and key != task.get("key"):
+                out.append((spend_of(w.get("usage"), int(w.get("n_subcalls") or 0)), holds[key]))
+    return out
+
+
+def estimate(account: Account, texts: list[str], *, label: str, cap: int, ctx: RunSettings, calls: int = 0) -> Spend:
+    """The worst case of a call with these message texts and reply cap (see :mod:`rlm_graph.graph.ledger`)."""
+    return worst_case(count_tokens(texts, label), label=label, reply_cap=cap, prices=ctx.prices,
+                      rate=account.ledger.rates.get(label), calls=calls)
+
+
+def budgeted_call(
+    account: Account,
+    key: str,
+    model: Any,
+    messages: list[BaseMessage],
+    *,
+    label: str,
+    ctx: RunSettings,
+    stop: list[str] | None = None,
+    calls: int = 0,
+) -> Reply:
+    """Reserve a call's worst case, make it, settle it to the reported usage.
+
+    Raises:
+        BudgetSpent: the reservation did not fit; nothing was sent.
+        ModelError: the call failed; its hold was released.
+    """
+    texts = [m.content if isinstance(m.content, str) else str(m.content) for m in messages]
+    hold = estimate(account, texts, label=label, cap=reply_cap(model, ctx.reply_tokens), ctx=ctx, calls=calls)
+    refusal = account.reserve(key, hold)
+    if refusal is not None:
+        raise BudgetSpent(refusal)
+    try:
+        reply = call_model(model, messages, label=label, stop=stop, prices=ctx.prices)
+    except BaseException:
+        account.settle(key, Spend(calls=calls))
+        raise
+    account.settle(key, spend_of(reply.usage, calls))
+    account.ledger.learn_rate(label, reply.usage)
+    return reply
+
+
+def remaining(limits: Limits, state: RLMState, ctx: RunSettings) -> dict[str, Any]:
+    """What is left of each whole-tree budget (None where unlimited), reservations counted as spent."""
+    total = run_account(state).ledger.total()
     return {
-        "max_subcalls": None if limits.max_subcalls is None else limits.max_subcalls - int(state.get("n_subcalls") or 0),
-        "max_tokens": None if limits.max_tokens is None else limits.max_tokens - total_tokens(usage),
-        "max_cost_usd": None if limits.max_cost_usd is None else limits.max_cost_usd - total_cost(usage),
-        "max_seconds": None if limits.max_seconds is None else limits.max_seconds - (time.monotonic() - ctx.started_at),
+        "max_subcalls": None if limits.max_subcalls is None else limits.max_subcalls - total.calls,
+        "max_tokens": None if limits.max_tokens is None else limits.max_tokens - total.tokens,
+        "max_cost_usd": None if limits.max_cost_usd is None else limits.max_cost_usd - total.cost,
+        "max_seconds": seconds_left(limits, state),
     }
 
 
-def reached_limit(limits: Limits, state: RLMState, ctx: RLMContext) -> str | None:
-    """Why the run must end now with a forced answer: a budget a request found spent, a whole-tree
-    budget spent, or the last iteration done; None while the run may take another turn."""
+def reached_limit(limits: Limits, state: RLMState, ctx: RunSettings) -> str | None:
+    """Why the run must end now with a forced answer: a budget a call found spent, a whole-tree
+    budget spent, or the last iteration done (each question on a thread gets ``max_iterations``
+    turns of its own); None while the run may take another turn."""
     limit = state.get("budget_hit") or spent_budget(limits, state, ctx)
-    if limit is None and int(state.get("iteration") or 0) >= limits.max_iterations:
+    if limit is None and int(state.get("iteration") or 0) - task_start(state) >= limits.max_iterations:
         limit = "max_iterations"
     return limit
 
 
-def spent_budget(limits: Limits, state: RLMState, ctx: RLMContext, extra_calls: int = 0) -> str | None:
-    """The name of the first whole-tree budget that is spent (``extra_calls`` more sub-calls included)."""
+def spent_budget(limits: Limits, state: RLMState, ctx: RunSettings) -> str | None:
+    """The name of the first whole-tree budget that has nothing left (children's spend included)."""
     left = remaining(limits, state, ctx)
-    if left["max_subcalls"] is not None and left["max_subcalls"] - extra_calls < 0:
+    if left["max_subcalls"] is not None and left["max_subcalls"] < 0:
         return "max_subcalls"
     for name in ("max_tokens", "max_cost_usd", "max_seconds"):
         if left[name] is not None and left[name] <= 0:
             return name
     return None
+
+
+#: The runner's own look at the data when the model is stuck or says "not found": the first of the
+#: question's key words that ``search`` finds, with a few of its hits. Names start with ``_`` so
+#: they are not the model's variables.
+_PEEK = """\
+for _t in {terms!r}:
+    _h = search(_t)
+    if _h:
+        print("search(%r) finds %d:" % (_t, len(_h)))
+        for _x in _h[:8]:
+            print("  " + str(_x)[:300])
+        break
+else:
+    print("search finds none of: " + ", ".join({terms!r}))
+"""
+
+
+_FIELD_COUNT = """\
+_h = search({pattern!r})
+print("FIELD COUNT %d" % len(_h))
+"""
+_FIELD_SAID = re.compile(r"^search\(.*?\): the (\d+) (lines|records) where (.*?) \(a field's values?\)", re.MULTILINE)
+
+
+def field_count(state: RLMState, ctx: RunSettings, pattern: str) -> tuple[int | None, str, Charges]:
+    """How many lines (or records) ``search(pattern)`` finds by field values, outside the run's record.
+
+    Returns ``(count, what was matched, charges)``: "lines where word 3 of the line is '[Err]' and
+    ...". The count is None unless the worker's search matched by fields (not by text), so a plain
+    text search never stands in for a count.
+    """
+    out, charges = _peek_run(state, ctx, _FIELD_COUNT.format(pattern=pattern))
+    said = _FIELD_SAID.search(out or "")
+    count = re.search(r"^FIELD COUNT (\d+)$", out or "", re.MULTILINE)
+    if not said or not count or said.group(1) != count.group(1):
+        return None, "", charges
+    return int(count.group(1)), f"{said.group(2)} where {said.group(3)}", charges
+
+
+_JUDGE_COUNT = """\
+print("JUDGED %d" % len(judge(context, {query!r})))
+"""
+
+
+def judge_count(state: RLMState, ctx: RunSettings, query: str) -> tuple[int | None, Charges]:
+    """How many of the context's items the sub-model judges to count toward ``query`` (``judge()``
+    run by the runner, outside the run's record). Its sub-calls go through the run's budget and
+    are in the returned charges; None if the sandbox failed or the budget refused."""
+    out, charges = _peek_run(state, ctx, _JUDGE_COUNT.format(query=query))
+    found = re.search(r"^JUDGED (\d+)$", out or "", re.MULTILINE)
+    return (int(found.group(1)) if found else None), charges
+
+
+def peek(state: RLMState, ctx: RunSettings, terms: list[str]) -> tuple[str | None, Charges]:
+    """Run the runner's search for ``terms`` in the live sandbox, outside the run's record.
+
+    The code only reads (``search`` and ``print``), so it is not one of the run's cells: the worker
+    forgets it ran, a replay never runs it, and the model sees its output inside a note.
+    Returns the output (None if the sandbox failed) and what a replay to rebuild the sandbox spent.
+    """
+    if not terms:
+        return None, Charges()
+    return _peek_run(state, ctx, _PEEK.format(terms=list(terms)))
+
+
+def _peek_run(state: RLMState, ctx: RunSettings, code: str) -> tuple[str | None, Charges]:
+    """Run runner ``code`` in the live sandbox, outside the run's record (see :func:`peek`).
+
+    Sub-calls the code makes (``judge()``) are answered fresh through the run's budget; what they
+    spent is in the returned charges. None if the sandbox failed or the budget refused.
+    """
+    charges = Charges()
+    account = run_account(state)
+    try:
+        session = open_session(state, ctx, charges)
+        cell = len(state.get("cells") or []) + 20_000
+        recorded: list[Recorded] = []
+        out = session.step(cell, code, recorded)
+        while isinstance(out, SubRequest):
+            texts = _fresh_answers(out, ctx, account, charges)
+            recorded.append(Recorded(hashes=[prompt_hash(p) for p in out.prompts], texts=texts))
+            out = session.step(cell, code, recorded)
+    except (SandboxError, BudgetSpent, ModelError, RuntimeError):
+        return None, charges
+    session.progress.done.pop()  # not a cell of the run: the worker stays in step with the record
+    return (out.stdout or "").strip()[:2500] or None, charges

@@ -188,6 +188,7 @@ class _RunRecorder:
             current["forced_final"] = {"prompt": [m for m in messages if m.get("role") != "assistant"], "response": forced}
         current["final_answer"] = self.final_answer = update.get("final_answer")
         current["stopped_by"] = self.stopped_by = update.get("stopped_by")
+        current["confirmed"] = bool(update.get("confirmed"))
         self._close(end=now)
         self.finished = True
 
@@ -370,6 +371,7 @@ class TrajectoryWriter:
                 "timestamp": _now(),
                 "final_answer": result.answer,
                 "stopped_by": result.stopped_by,
+                "confirmed": bool(getattr(result, "confirmed", False)),
                 "iterations": result.iterations,
                 "usage": usage,
                 "usage_summary": _usage_summary(usage),

@@ -48,6 +48,29 @@ def usage_of(message: AIMessage, label: str, prices: dict[str, tuple[float, floa
     return {label: entry}
 
 
+#: Attributes chat model classes keep their reply cap in (OpenAI, Anthropic, Google, Ollama).
+_CAP_FIELDS = ("max_tokens", "max_completion_tokens", "max_output_tokens", "num_predict")
+
+
+def reply_cap(model: Any, default: int) -> int:
+    """The most tokens one reply of ``model`` may have: the cap it sends with each request.
+
+    A model built from a spec sends the run's ``reply_tokens``; a chat model instance sends its
+    own cap, and one with none is assumed to stop at ``default`` (the ledger cannot know better).
+    """
+    for name in _CAP_FIELDS:
+        value = getattr(model, name, None)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    return default
+
+
+def reports_cost(model: Any) -> bool:
+    """True for a provider that reports each call's cost in its usage (OpenRouter does)."""
+    base = str(getattr(model, "openai_api_base", "") or getattr(model, "base_url", "") or "")
+    return "openrouter.ai" in base
+
+
 def call_model(
     model: BaseChatModel,
     messages: Sequence[BaseMessage],

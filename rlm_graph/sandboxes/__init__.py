@@ -1,7 +1,8 @@
 """Sandboxes: one stdlib worker (``worker.py``) reached through interchangeable transports.
 
-``local`` (a subprocess), ``docker`` (a container) and ``e2b`` (an E2B cloud sandbox) only start the
-worker and move JSON lines; :class:`~rlm_graph.sandboxes.session.SandboxSession` does the rest.
+``local`` (a subprocess), ``docker`` (a container), ``e2b`` (an E2B cloud sandbox) and ``modal`` (a
+Modal sandbox) only start the worker and move JSON lines;
+:class:`~rlm_graph.sandboxes.session.SandboxSession` does the rest.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from rlm_graph.errors import ConfigurationError
 from rlm_graph.sandboxes.base import Transport
 from rlm_graph.sandboxes.session import POOL, SandboxSession
 
-SANDBOX_KINDS = ("local", "docker", "e2b")
+SANDBOX_KINDS = ("local", "docker", "e2b", "modal")
 
 __all__ = ["POOL", "SANDBOX_KINDS", "SandboxSession", "Transport", "transport_factory"]
 
@@ -39,4 +40,8 @@ def transport_factory(sandbox: str | Callable[[], Transport], options: dict[str,
         from rlm_graph.sandboxes.e2b import E2BTransport
 
         return lambda: E2BTransport(**opts)
+    if sandbox == "modal":
+        from rlm_graph.sandboxes.modal import ModalTransport
+
+        return lambda: ModalTransport(**opts)
     raise ConfigurationError(f"unknown sandbox {sandbox!r}: use one of {', '.join(SANDBOX_KINDS)}")

@@ -16,8 +16,8 @@ need anyway. The container's stderr goes to its log, read for crash reports.
 
 from __future__ import annotations
 
+import functools
 import os
-import queue
 import shutil
 import socket
 import stat
@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rlm_graph.errors import SandboxError, WorkerCrashed
-from rlm_graph.sandboxes.base import Transport
+from rlm_graph.sandboxes.base import END, BoundedLines, Transport
 from rlm_graph.sandboxes.docker_image import IMAGE, LABEL_HOST_MOUNTS, LABEL_PYTHON, SANDBOX_UID, docker_client
 
 if TYPE_CHECKING:
@@ -108,7 +108,7 @@ class DockerTransport(Transport):
         self._closed = False
         self._eof = threading.Event()
         self._crash: str | None = None
-        self._lines: queue.Queue[str | None] = queue.Queue()
+        self._lines = BoundedLines()
         self._send_lock = threading.Lock()
         # The private folder, read-only at /rlm inside: the worker, the contexts and the socket.
         self._inbox = self._res.box / "in"
@@ -233,14 +233,10 @@ class DockerTransport(Transport):
             raise WorkerCrashed(self._crash_message()) from exc
 
     def receive(self, timeout: float | None) -> str | None:
-        try:
-            line = self._lines.get(timeout=timeout)
-        except queue.Empty:
-            return None
-        if line is None:
-            self._lines.put(None)  # keep reporting the crash to later calls
+        line = self._lines.get(timeout)
+        if line is END:
             raise WorkerCrashed(self._crash_message())
-        return line
+        return line  # type: ignore[return-value]
 
     def _crash_message(self) -> str:
         if self._crash is None:
@@ -293,6 +289,7 @@ class DockerTransport(Transport):
 
     def close(self) -> None:
         self._closed = True
+        self._lines.close()
         self._release()  # runs once, however often close() is called
 
 
@@ -321,20 +318,15 @@ class _Resources:
         shutil.rmtree(self.box, ignore_errors=True)
 
 
-def _read_lines(sock: socket.socket, lines: queue.Queue[str | None], eof: threading.Event) -> None:
-    """Queue each line the worker writes, then None when the socket closes."""
-    reader = sock.makefile("rb")
+def _read_lines(sock: socket.socket, lines: BoundedLines, eof: threading.Event) -> None:
+    """Feed what the worker writes to ``lines`` in chunks (a line may be of any length), then end it."""
     try:
-        for raw in iter(reader.readline, b""):
-            if not raw.endswith(b"\n"):
-                break  # a line cut off by the worker's death is not a message
-            lines.put(raw[:-1].decode("utf-8", "replace"))
+        for chunk in iter(functools.partial(sock.recv, 1 << 16), b""):
+            lines.feed(chunk)
     except OSError:
         pass  # closed under us by close(), or reset by a dying worker: both end the stream
-    finally:
-        reader.close()
     eof.set()
-    lines.put(None)
+    lines.end()  # a line cut off by the worker's death is not a message
 
 
 #: Label on every sandbox container, and the label naming the host process that started it.

@@ -1,6 +1,10 @@
 """The e2b backend: the worker as a background command in an E2B cloud sandbox.
 
-The sandbox never connects to the host. The worker's stdout comes back on the command's event
+The sandbox is an ``e2b_code_interpreter.Sandbox``: by default it starts from the code
+interpreter's template (``code-interpreter-v1``, which E2B accounts have without building one, with
+Python and the usual data libraries); ``template=`` picks another. The worker does not use the
+template's Jupyter kernel: it runs as a plain command, fed on stdin. The sandbox never connects to
+the host. The worker's stdout comes back on the command's event
 stream (chunks that do not follow line boundaries, joined here into lines) and each line to the
 worker is one ``send_stdin`` call. Files go up through envd's ``/files`` route, streamed from
 disk. With ``E2B_DEBUG=true`` the SDK skips E2B's service and talks to an envd on
@@ -11,7 +15,6 @@ from __future__ import annotations
 
 import collections
 import os
-import queue
 import shlex
 import threading
 import time
@@ -19,10 +22,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rlm_graph.errors import SandboxError, WorkerCrashed
-from rlm_graph.sandboxes.base import Transport
+from rlm_graph.sandboxes.base import END, BoundedLines, Transport
 
 if TYPE_CHECKING:
-    from e2b import CommandHandle, Sandbox
+    from e2b import CommandHandle
+    from e2b_code_interpreter import Sandbox
 
 WORKER_SOURCE = Path(__file__).with_name("worker.py")
 
@@ -33,7 +37,8 @@ class E2BTransport(Transport):
     """Start ``worker.py`` in a new E2B sandbox; the sandbox is killed on close.
 
     Args:
-        template: E2B template name or id, with ``python3`` on its PATH (default: E2B's default template).
+        template: E2B template name or id, with ``python3`` on its PATH (default: the code
+            interpreter's template, ``e2b_code_interpreter.Sandbox.default_template``).
         timeout: seconds the sandbox may live (E2B's hobby tier allows at most 3600).
         api_key: E2B API key (default: the ``E2B_API_KEY`` environment variable).
         work_dir: folder inside the sandbox for the worker and the context files.
@@ -62,15 +67,14 @@ class E2BTransport(Transport):
         request_timeout: float = 60.0,
     ) -> None:
         try:
-            from e2b import Sandbox
+            from e2b_code_interpreter import Sandbox
         except ImportError as exc:
-            raise SandboxError("the e2b sandbox needs the E2B SDK: pip install e2b") from exc
+            raise SandboxError("the e2b sandbox needs E2B's code interpreter SDK: pip install e2b-code-interpreter") from exc
         api_key = api_key or os.environ.get("E2B_API_KEY")
         if not api_key and os.environ.get("E2B_DEBUG", "").lower() != "true":
             raise SandboxError("the e2b sandbox needs an E2B API key: set E2B_API_KEY or pass api_key=...")
         self.work_dir = work_dir.rstrip("/") or "/"
-        self._lines: queue.Queue[str | None] = queue.Queue()
-        self._partial: list[str] = []  # the unfinished line, in pieces
+        self._lines = BoundedLines()
         self._err_tail: collections.deque[str] = collections.deque(maxlen=40)
         self._exit: str | None = None
         self._done = threading.Event()
@@ -111,20 +115,11 @@ class E2BTransport(Transport):
             self._exit = f"exit code {exc.exit_code}" + (f", {exc.error}" if exc.error else "")
         except Exception as exc:  # the stream broke: sandbox killed, expired or unreachable
             self._exit = f"the sandbox stream ended: {exc}"
-        if self._partial:  # a line cut off by the worker's death is not a message
-            self._err_tail.append("[unfinished stdout line] " + "".join(self._partial)[:500])
         self._done.set()
-        self._lines.put(None)
+        self._lines.end()  # a line cut off by the worker's death is not a message
 
     def _on_stdout(self, chunk: str) -> None:
-        *complete, rest = chunk.split("\n")
-        if complete:
-            complete[0] = "".join(self._partial) + complete[0]
-            self._partial.clear()
-            for line in complete:
-                self._lines.put(line)
-        if rest:
-            self._partial.append(rest)
+        self._lines.feed(chunk.encode("utf-8", "surrogatepass"))
 
     def _on_stderr(self, chunk: str) -> None:
         self._err_tail.append(chunk[-500:])
@@ -150,14 +145,10 @@ class E2BTransport(Transport):
             raise WorkerCrashed(self._crash_message(f"sending to it failed: {exc}")) from exc
 
     def receive(self, timeout: float | None) -> str | None:
-        try:
-            line = self._lines.get(timeout=timeout)
-        except queue.Empty:
-            return None
-        if line is None:
-            self._lines.put(None)  # keep reporting the crash to later calls
+        line = self._lines.get(timeout)
+        if line is END:
             raise WorkerCrashed(self._crash_message())
-        return line
+        return line  # type: ignore[return-value]
 
     def _crash_message(self, detail: str = "") -> str:
         self._done.wait(2)
@@ -182,6 +173,7 @@ class E2BTransport(Transport):
         if self._closed:
             return
         self._closed = True
+        self._lines.close()
         # Kill the worker first: a debug sandbox (E2B_DEBUG) ignores kill(), and a real one
         # stops billing only when the sandbox itself is gone.
         stops = [self._handle.kill] if self._handle else []

@@ -21,7 +21,6 @@ import collections
 import functools
 import itertools
 import os
-import queue
 import resource
 import shutil
 import signal
@@ -35,7 +34,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from rlm_graph.errors import SandboxError, WorkerCrashed
-from rlm_graph.sandboxes.base import Transport
+from rlm_graph.sandboxes.base import END, BoundedLines, Transport
 # bwrap_status is also imported from here (tests, bench/sandbox_bench.py) and patched here.
 from rlm_graph.sandboxes.isolation import _bwrap_argv, bwrap_status
 
@@ -55,26 +54,36 @@ def scrubbed_env(extra: dict[str, str] | None = None) -> dict[str, str]:
 
 
 class _LineReader:
-    """Pumps a worker's stdout into a queue and keeps the tail of its stderr."""
+    """Pumps a worker's stdout into bounded lines and keeps a bounded tail of its stderr."""
 
     def __init__(self, proc: subprocess.Popen[bytes]) -> None:
-        self.lines: queue.Queue[str | None] = queue.Queue()
+        self.lines = BoundedLines()
         self.err_tail: collections.deque[str] = collections.deque(maxlen=40)
         assert proc.stdout is not None and proc.stderr is not None
         threading.Thread(target=self._pump, args=(proc.stdout,), daemon=True).start()
         threading.Thread(target=self._drain, args=(proc.stderr,), daemon=True).start()
 
     # Each thread closes its own stream at EOF: closing it from another thread mid-read races.
+    # Both read in chunks, never a whole line: a worker may write a line of any length.
     def _pump(self, stream) -> None:  # type: ignore[no-untyped-def]
         with stream:
-            for raw in iter(stream.readline, b""):
-                self.lines.put(raw.decode("utf-8", "replace").rstrip("\n"))
-        self.lines.put(None)
+            for chunk in iter(functools.partial(stream.read1, _CHUNK), b""):
+                self.lines.feed(chunk)
+        self.lines.end()
 
     def _drain(self, stream) -> None:  # type: ignore[no-untyped-def]
+        partial = ""
         with stream:
-            for raw in iter(stream.readline, b""):
-                self.err_tail.append(raw.decode("utf-8", "replace")[:500])
+            for chunk in iter(functools.partial(stream.read1, _CHUNK), b""):
+                *lines, partial = (partial + chunk.decode("utf-8", "replace")).split("\n")
+                self.err_tail.extend(line[:500] + "\n" for line in lines[-40:])
+                partial = partial[-500:]
+        if partial:
+            self.err_tail.append(partial)
+
+
+#: Bytes read from a worker's pipe at a time.
+_CHUNK = 1 << 16
 
 
 class LocalTransport(Transport):
@@ -166,14 +175,10 @@ class LocalTransport(Transport):
             raise WorkerCrashed(self._crash_message()) from exc
 
     def receive(self, timeout: float | None) -> str | None:
-        try:
-            line = self._reader.lines.get(timeout=timeout)
-        except queue.Empty:
-            return None
-        if line is None:
-            self._reader.lines.put(None)  # keep reporting the crash to later calls
+        line = self._reader.lines.get(timeout)
+        if line is END:
             raise WorkerCrashed(self._crash_message())
-        return line
+        return line  # type: ignore[return-value]
 
     def _crash_message(self) -> str:
         try:
@@ -218,6 +223,7 @@ class LocalTransport(Transport):
         if self._closed:
             return
         self._closed = True
+        self._reader.lines.close()
         try:
             os.killpg(self._proc.pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):

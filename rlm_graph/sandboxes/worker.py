@@ -6,18 +6,25 @@ It speaks JSON lines. Host -> worker::
     {"type": "load_context", "path": "...", "format": "text|json|jsonl|csv|auto"}
     {"type": "exec", "cell": 3, "code": "...", "timeout": 60, "max_output_chars": 4000}
     {"type": "answer", "id": 7, "texts": ["..."], "error": null}
+    {"type": "tools", "names": ["lookup"]}     (define host tools: stubs that send "tool" requests)
     {"type": "shutdown"}
 
 Worker -> host::
 
     {"type": "ready", "pid": 123, "python": "3.11.7"}
     {"type": "loaded", "meta": {...}}
-    {"type": "request", "id": 7, "kind": "llm|rlm", "prompts": ["..."], "contexts": [...]}
+    {"type": "request", "id": 7, "kind": "llm|rlm|tool", "prompts": ["..."], "contexts": [...]}
     {"type": "result", "cell": 3, "stdout": "...", "stderr": "...", "error": "...",
      "final": null, "vars": {"name": "type"}, "timed_out": false}
 
-The protocol channel is a private copy of the original stdout; file descriptor 1 is pointed at
-stderr so that output from C extensions or child processes cannot corrupt it.
+The protocol channel is a private copy of the original stdin and stdout; file descriptor 0 is
+pointed at /dev/null and 1 at stderr, so that a cell that reads stdin, closes descriptor 0 or 1,
+or runs C extensions or child processes that write to them cannot touch the channel.
+
+``llm_query`` and its kin may be called from threads a cell starts: one call at a time goes to the
+host and gets its own answer. Calls from a thread that outlived its cell (one still running after
+the cell ended, or started by an earlier cell) raise a ``RuntimeError``: the host only answers the
+cell it is running. Nothing sent may be longer than the host reads (:data:`_MAX_MESSAGE`).
 """
 
 from __future__ import annotations
@@ -30,12 +37,20 @@ import os
 import re
 import signal
 import sys
+import threading
 import time
 import traceback
 
 _PROTO = None  # the protocol output stream, set in main()
 _IN = None  # the protocol input stream
 _REQ_ID = 0
+#: The longest line the host reads (rlm_graph.sandboxes.protocol.MAX_MESSAGE_BYTES).
+_MAX_MESSAGE = 64 << 20
+#: Most characters of a FINAL answer, of a cell's error, and of a variable's name the host is sent.
+_MAX_FINAL = 1_000_000
+_MAX_NAME = 100
+_ASK_LOCK = threading.Lock()  # one sub-call request in flight at a time, each matched to its answer
+_STASH: list = []  # host messages read while waiting for an answer, for the main loop
 _RESERVED = (
     "context",
     "llm_query",
@@ -46,6 +61,7 @@ _RESERVED = (
     "FINAL_VAR",
     "SHOW_VARS",
     "search",
+    "judge",
 )
 
 
@@ -94,6 +110,8 @@ class _Channel:
     def __init__(self) -> None:
         self.final = None
         self.timer_left = 0.0
+        self.cell_open = False  # a cell runs: its threads may make sub-calls
+        self.old_threads: set = set()  # threads alive when it started (earlier cells' threads)
 
 
 _CH = _Channel()
@@ -127,24 +145,40 @@ def _resume_timer() -> None:
 
 def _ask(kind: str, prompts: list, contexts: list | None = None) -> list:
     global _REQ_ID
-    _REQ_ID += 1
-    rid = _REQ_ID
-    msg = {"type": "request", "id": rid, "kind": kind, "prompts": prompts}
-    if contexts is not None:
-        msg["contexts"] = contexts
-    _pause_timer()
-    try:
-        _send(msg)
-        while True:
-            reply = _read()
-            if reply is None:
-                os._exit(0)  # host went away
-            if reply.get("type") == "shutdown":
-                os._exit(0)
-            if reply.get("type") == "answer" and reply.get("id") == rid:
-                break
-    finally:
-        _resume_timer()
+    with _ASK_LOCK:
+        me = threading.current_thread()
+        if not _CH.cell_open or (me is not threading.main_thread() and me.ident in _CH.old_threads):
+            raise RuntimeError(
+                "%s_query was called from a thread that outlived its cell; sub-calls are only answered for the "
+                "cell that is running: start the threads (or the ThreadPoolExecutor) in the cell that uses them "
+                "and wait for them before it ends" % kind
+            )
+        _REQ_ID += 1
+        rid = _REQ_ID
+        msg = {"type": "request", "id": rid, "kind": kind, "prompts": prompts}
+        if contexts is not None:
+            msg["contexts"] = contexts
+        line = json.dumps(msg, ensure_ascii=False)
+        size = len(line.encode("utf-8", "surrogatepass"))
+        if size >= _MAX_MESSAGE:
+            raise ValueError(
+                "%s_query: the prompts%s add up to %d bytes, more than the %d a request may carry; send fewer or shorter ones"
+                % (kind, " and contexts" if contexts is not None else "", size, _MAX_MESSAGE)
+            )
+        _pause_timer()
+        try:
+            _PROTO.write(line + "\n")
+            _PROTO.flush()
+            while True:
+                reply = _read()
+                if reply is None or reply.get("type") == "shutdown":
+                    os._exit(0)  # host went away
+                if reply.get("type") == "answer" and reply.get("id") == rid:
+                    break
+                if reply.get("type") in ("exec", "load_context", "ping"):
+                    _STASH.append(reply)  # not for this call: the main loop takes it next
+        finally:
+            _resume_timer()
     if reply.get("error"):
         raise RuntimeError(reply["error"])
     return list(reply.get("texts") or [])
@@ -165,6 +199,50 @@ def llm_query_batched(prompts) -> list:
     if not prompts:
         return []
     return _ask("llm", prompts)
+
+
+#: At most this many items go to one judge() call (one sub-call each).
+_JUDGE_MAX = 2000
+_JUDGE_PROMPT = (
+    "Item:\n{item}\n\nQuestion about a collection of such items: {question}\n"
+    "Does this item count toward the answer? Answer yes or no."
+)
+#: A sentence of the question that only says how to format the answer ("Reply with just the number."):
+#: left in, the sub-model answered it (a number) instead of yes or no, and judge() kept nothing.
+_FORMAT_SENTENCE = re.compile(r"\s*\b(?:Reply|Answer|Respond|Give only|Give just|List them|Separate)\b[^.?!]*[.?!]?", re.IGNORECASE)
+
+
+def judge(items, question):
+    """The items that count toward `question`, as the sub-LM judges them one by one.
+
+    `items`: a list, a dict (its entries are judged as "key: value" and a dict of those that count is
+    returned) or a text (its non-empty lines). Each item goes to llm_query with the question; those
+    whose reply starts with "yes" are returned in their order. For a count, print(len(judge(context,
+    "How many reviews are positive?"))). Use it for judgements code cannot make (sentiment, topic,
+    kind); filter by plain conditions (a date, a user, a field) with code first.
+    """
+    if not isinstance(question, str) or not question.strip():
+        raise TypeError("judge(items, question): question must be a non-empty string")
+    if isinstance(items, dict):
+        keys = list(items)
+        texts = ["%s: %s" % (k, items[k]) for k in keys]
+    elif isinstance(items, str):
+        keys = [line for line in items.splitlines() if line.strip()]
+        texts = keys
+    else:
+        keys = list(items)
+        texts = [it if isinstance(it, str) else _as_prompt(it) for it in keys]
+    if len(texts) > _JUDGE_MAX:
+        raise ValueError("judge(): %d items is too many for one call (at most %d, one sub-call each); "
+                         "filter them with code first" % (len(texts), _JUDGE_MAX))
+    if not texts:
+        return {} if isinstance(items, dict) else []
+    asked = _FORMAT_SENTENCE.sub("", question).strip() or question.strip()
+    replies = llm_query_batched([_JUDGE_PROMPT.format(question=asked, item=t[:2000]) for t in texts])
+    keep = [re.sub(r"^[^a-z]*", "", str(r).lower()).startswith("yes") for r in replies]
+    if isinstance(items, dict):
+        return {k: items[k] for k, ok in zip(keys, keep) if ok}
+    return [k for k, ok in zip(keys, keep) if ok]
 
 
 def _ctx_payload(ctx):
@@ -193,6 +271,28 @@ def rlm_query_batched(prompts, contexts=None) -> list:
     if len(contexts) != len(prompts):
         raise ValueError("rlm_query_batched: contexts must have the same length as prompts")
     return _ask("rlm", prompts, [_ctx_payload(c) for c in contexts])
+
+
+def _tool_stub(name: str):
+    """A REPL function that asks the host to run its tool ``name``; arguments and result are JSON."""
+
+    def tool(*args, **kwargs):
+        try:
+            call = json.dumps({"tool": name, "args": list(args), "kwargs": kwargs}, ensure_ascii=False)
+        except (TypeError, ValueError) as exc:
+            raise TypeError("%s: arguments must be JSON values (str, numbers, lists, dicts): %s" % (name, exc)) from None
+        return json.loads(_ask("tool", [call])[0])
+
+    tool.__name__ = tool.__qualname__ = name
+    tool.__doc__ = "Host tool %s: runs outside the sandbox (see the system prompt)." % name
+    return tool
+
+
+def _define_tools(names) -> None:
+    for name in names if isinstance(names, list) else []:
+        if isinstance(name, str) and name.isidentifier() and not name.startswith("_") and name not in _FUNCS:
+            _FUNCS[name] = _tool_stub(name)
+    _restore()
 
 
 def FINAL(answer) -> None:
@@ -227,7 +327,7 @@ def SHOW_VARS() -> dict:
     return _user_vars()
 
 
-def search(pattern, window=150, text=None, regex=False, case=False) -> list:
+def search(pattern, window=150, text=None, regex=False, case=False, fields=True) -> list:
     """Find `pattern` in `context` (or in `text`) and return the text around every match.
 
     A match in a short line gives the whole line (once per line); a match in a long line (or in a
@@ -239,9 +339,22 @@ def search(pattern, window=150, text=None, regex=False, case=False) -> list:
     in the same order with other endings and punctuation between them ("magic number for" finds
     "magic numbers, for"), then as its rarest word if that word is rare (at most 20 matches).
     Otherwise the note gives how often each word occurs.
+
+    When the context's lines or records have fields that take a few values (a log's level and
+    service, a table's region), a word naming one of those values means the field: search("warning")
+    returns the lines whose level is WARN, search("error catalog") those whose level is ERR and
+    whose service is CatalogService (other words must appear in the line). A note says so and how
+    many lines merely mention the words; `fields=False` searches the text only.
     """
     if not isinstance(pattern, str) or not pattern.strip():
         raise TypeError("search(pattern): pattern must be a non-empty string, got %r" % (pattern,))
+    if fields and text is None and not regex:
+        try:
+            by_field = _search_fields(pattern)
+        except Exception:  # help, never a failure of the search
+            by_field = None
+        if by_field:
+            return by_field
     source = _NS.get("context") if text is None else text
     window = max(0, int(window))
     flags = 0 if case else re.IGNORECASE
@@ -261,6 +374,10 @@ def search(pattern, window=150, text=None, regex=False, case=False) -> list:
         return hits
     counts = [(w, _count(w, source, flags)) for w in words[:8] if len(w) > 2]
     found = [(n, w) for w, n in counts if n]
+    if counts and not found:
+        print("search(%r) found nothing, nor any of its words alone: the data says it another way. Search "
+              "another word of the question, or a synonym." % (pattern,))
+        return hits
     if found and min(found)[0] <= 20:
         n, word = min(found)
         print("search(%r) found nothing; here are the matches (%d) of its rarest word %r:" % (pattern, n, word))
@@ -269,6 +386,81 @@ def search(pattern, window=150, text=None, regex=False, case=False) -> list:
         print("search(%r) found nothing. Each word alone is found: %s. Search a shorter text."
               % (pattern, ", ".join("%r %s" % (w, "1000+" if n >= 1000 else n) for w, n in counts)))
     return hits
+
+
+def _norm(s: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", s.lower())
+
+
+_SEARCH_STOP = frozenset("a an the of in on at to for from by with and or lines line entries entry logged items records".split())
+
+
+def _field_of(word: str):
+    """(field name, value) when ``word`` names exactly one value of one field, else None."""
+    p = _norm(word)
+    if len(p) < 3:
+        return None
+    for name, values in (_CONTEXT_SOURCE.get("fields") or {}).items():
+        match = [v for v in values if len(_norm(v)) >= 3 and (_norm(v).startswith(p) or p.startswith(_norm(v)))]
+        if len(match) == 1:
+            return name, match[0]
+    return None
+
+
+def _has(name: str, v: str, row, header) -> bool:
+    """True if ``row`` (a line, or a record) has the value ``v`` in the field ``name``."""
+    if isinstance(row, dict):
+        return row.get(name) == v
+    if name.startswith("word ") and name[5:].isdigit():
+        pos = int(name[5:]) - 1
+        return row.split()[pos:pos + 1] == [v]
+    if header and name in header:
+        col = header.index(name)
+        return [c.strip() for c in row.split(_CONTEXT_SOURCE.get("separator") or ",")][col:col + 1] == [v]
+    return False
+
+
+def _search_fields(pattern: str):
+    """The lines (or records) whose fields have the values the pattern's words name, or None."""
+    value = _NS.get("context")
+    if value is not _CONTEXT_SOURCE.get("value") or not _CONTEXT_SOURCE.get("fields"):
+        return None
+    words = [w for w in _WORD.findall(pattern) if w.lower() not in _SEARCH_STOP]
+    conds, rest = [], []
+    for w in words:
+        hit = _field_of(w)
+        if hit and all(hit[0] != c[0] for c in conds):
+            conds.append(hit)
+        else:
+            rest.append(w.lower())
+    if not conds:
+        return None
+    header = None
+    if isinstance(value, str):
+        rows = value.splitlines()
+        if _CONTEXT_SOURCE.get("separator") and rows:
+            header = [c.strip() for c in rows[0].split(_CONTEXT_SOURCE["separator"])]
+            rows = rows[1:]
+    elif isinstance(value, list):
+        rows = value
+    else:
+        return None
+    out = []
+    for row in rows:
+        if not isinstance(row, (str, dict)):
+            continue
+        if all(_has(name, v, row, header) for name, v in conds):
+            shown = row if isinstance(row, str) else str(row)
+            if all(r in shown.lower() for r in rest):
+                out.append(shown)
+    if not out:
+        return None
+    said = " and ".join("%s is %r" % (name if not name.startswith("word ") else name.replace("word", "word") + " of the line", v) for name, v in conds)
+    plain = len(_find(re.compile(re.escape(pattern), re.IGNORECASE), value if not isinstance(value, list) else [r if isinstance(r, str) else str(r) for r in value], 150))
+    unit = "records" if isinstance(value, list) and value and isinstance(value[0], dict) else "lines"
+    print("search(%r): the %d %s where %s (a field's value%s); %d %s contain the text %r itself: "
+          "search(%r, fields=False) returns those." % (pattern, len(out), unit, said, "s" if len(conds) > 1 else "", plain, unit, pattern, pattern))
+    return out
 
 
 #: A word of a search phrase: letters and digits, with inner hyphens or apostrophes.
@@ -292,7 +484,15 @@ def _find(compiled, source, window: int) -> list:
                 hits.append(source[start:end])
                 last_line = start
         else:
-            hits.append(source[max(start, m.start() - window):min(end, m.end() + window)])
+            # In a long line (prose, a one-line haystack): the sentence holding the match, cut to
+            # `window` characters either side. A 1.5B model misread whole paragraphs ("Kofi Vogel
+            # collects maps. ... Zoe lives in Elwick" -> Elwick) but reads one sentence right.
+            lo, hi = max(start, m.start() - window), min(end, m.end() + window)
+            left = max(source.rfind(". ", lo, m.start()), source.rfind("? ", lo, m.start()), source.rfind("! ", lo, m.start()))
+            right = min((i for i in (source.find(". ", m.end(), hi), source.find("? ", m.end(), hi), source.find("! ", m.end(), hi)) if i >= 0), default=-1)
+            lo = left + 2 if left >= 0 else lo
+            hi = right + 1 if right >= 0 else hi
+            hits.append(source[lo:hi].strip())
     return hits
 
 
@@ -305,6 +505,76 @@ def _count(word: str, source, flags: int, cap: int = 1000) -> int:
             if n >= cap:
                 return n
     return n
+
+
+#: An output line that reads as an empty result: 0, [], {}, set(), '' or None.
+_EMPTY_LINE = re.compile(r"^\s*(?:\(?0\)?|\[\]|\{\}|set\(\)|''|\"\"|None|0 of \d+)\s*$", re.MULTILINE)
+_LOWERED: dict = {}
+
+
+def _context_text():
+    """The context as one string to look literals up in (None for shapes other than text or a list of texts)."""
+    value = _NS.get("context")
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (list, dict)) and value:
+        key = ("joined", id(value), len(value))
+        if _LOWERED.get("joined_key") != key:
+            items = value.items() if isinstance(value, dict) else enumerate(value)
+            _LOWERED.update(joined_key=key, joined="\n".join(
+                x if isinstance(x, str) else "%s: %s" % (k, x) if isinstance(value, dict) else json.dumps(x, default=str, ensure_ascii=False)
+                for k, x in items))
+        return _LOWERED["joined"]
+    return None
+
+
+def _lowered(text: str) -> str:
+    key = (id(text), len(text))
+    if _LOWERED.get("key") != key:
+        _LOWERED.update(key=key, text=text.lower())
+    return _LOWERED["text"]
+
+
+def _is_lower_call(node) -> bool:
+    return isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in ("lower", "casefold")
+
+
+def _audit(code: str, stdout: str) -> list:
+    """Notes on a cell's text filters that cannot match: the commonest silent mistake of a small
+    model is ``"ERROR" in line.lower()`` (never true) or a literal the data spells otherwise. The
+    notes name the cause and the call that would find it; they never change what the cell did."""
+    try:
+        tree = ast.parse(code)
+    except (SyntaxError, ValueError):
+        return []
+    notes, literals = [], []
+    for node in ast.walk(tree):
+        if not (isinstance(node, ast.Compare) and isinstance(node.left, ast.Constant) and isinstance(node.left.value, str)):
+            continue
+        if not any(isinstance(op, (ast.In, ast.NotIn)) for op in node.ops):
+            continue
+        lit = node.left.value
+        lowered = _is_lower_call(node.comparators[0])
+        if lowered and lit != lit.lower():
+            notes.append("note: %r has capital letters but is compared with lower-cased text (.lower()), so it never "
+                         "matches: write %r, or use search(%r)." % (lit, lit.lower(), lit))
+        elif len(lit.strip()) >= 2:
+            literals.append((lit, lowered))
+    if not literals or not (_EMPTY_LINE.search(stdout) or not stdout.strip()):
+        return notes[:3]
+    text = _context_text()
+    if text is None:
+        return notes[:3]
+    for lit, lowered in list(dict.fromkeys(literals))[:3]:
+        if lit in text or (lowered and lit in _lowered(text)):
+            continue
+        if lit.lower() in _lowered(text):
+            notes.append("note: %r is not in `context` with these capitals, only with others: compare lower-cased "
+                         "text with %r, or use search(%r), which ignores case." % (lit, lit.lower(), lit))
+        else:
+            notes.append("note: %r does not occur in `context` as written. search(%r) also finds other endings, "
+                         "punctuation and word order; or look for one word of it." % (lit, lit))
+    return notes[:3]
 
 
 def _short(s: str, n: int = 200) -> str:
@@ -321,7 +591,7 @@ def _user_vars() -> dict:
             getattr(v, "__name__", None),
         ):
             continue
-        out[k] = type(v).__name__
+        out[k[:_MAX_NAME]] = type(v).__name__[:_MAX_NAME]
         if len(out) >= 200:
             break
     return out
@@ -336,6 +606,7 @@ _FUNCS = {
     "FINAL_VAR": FINAL_VAR,
     "SHOW_VARS": SHOW_VARS,
     "search": search,
+    "judge": judge,
 }
 
 
@@ -582,11 +853,207 @@ def _meta(value) -> dict:
         if isinstance(value, dict):
             meta["keys"] = [str(k) for k in list(value)[:20]]
     meta["preview"] = _preview(value)
+    meta.update(_shape(value))
+    texts = _text_items(value)
+    if texts:
+        meta["text_items"] = texts
     return meta
+
+
+#: A collection of at most this many short texts is one whose items can be judged one by one.
+_TEXT_ITEMS_MAX = 500
+
+
+def _text_items(value) -> int:
+    """How many items the context holds when it is a collection of short texts (reviews, tickets,
+    headlines: a list of sentences, records with one sentence field, a dict of sentences, or a text
+    of sentence lines), else 0. Such items can be judged one by one (judge())."""
+    if isinstance(value, str):
+        items = [line for line in value[:200000].splitlines() if line.strip()]
+        if len(items) > _TEXT_ITEMS_MAX or value.count("\n") > 2 * _TEXT_ITEMS_MAX:
+            return 0
+    elif isinstance(value, dict):
+        items = list(value.values())
+    elif isinstance(value, list):
+        items = value
+    else:
+        return 0
+    if not 2 <= len(items) <= _TEXT_ITEMS_MAX:
+        return 0
+    sample = items[:50]
+
+    def sentence(item) -> bool:
+        if isinstance(item, dict):
+            return any(isinstance(v, str) and sentence(v) for v in item.values())
+        if not isinstance(item, str) or len(item) > 600:
+            return False
+        words = item.lower().split()
+        return len(words) >= 5 and any(w.strip(".,!?;:") in _PROSE_WORDS for w in words)
+
+    return len(items) if sum(map(sentence, sample)) >= 0.8 * len(sample) else 0
+
+
+def _shape(value) -> dict:
+    """Facts about the context's layout the model should parse by: a CSV header's columns, the
+    keys of a list's records, and the few values a field takes (a log's levels and services).
+    The small model chose its parsing from what the first message said, and it maps a question's
+    "warning" to the data's "WARN" only when it has seen "WARN"."""
+    if isinstance(value, str):
+        parsed = _json_shape(value)
+        if parsed:
+            return parsed
+        head = value[:4000].split("\n", 3)[:3]
+        if len(head) >= 2:
+            for sep in (",", "\t", ";", "|"):
+                cols = [c.strip() for c in head[0].split(sep)]
+                if len(cols) >= 2 and all(c and len(c) <= 40 and not isinstance(_number(c), (int, float)) for c in cols) and head[1].count(sep) == head[0].count(sep):
+                    rows = [line.split(sep) for line in value[:400000].split("\n")[1:2001] if line.strip()]
+                    fields = _few_values({c: [r[i].strip() for r in rows if len(r) == len(cols)] for i, c in enumerate(cols)})
+                    return {"columns": cols[:30], "separator": sep, **({"field_values": fields} if fields else {})}
+            lines = [line for line in value[:400000].split("\n")[:2000] if line.strip()]
+            fields = _word_fields(lines)
+            return {"field_values": fields} if fields else {}
+        return {}
+    if isinstance(value, list) and value and all(isinstance(x, str) for x in value[:50]):
+        fields = _word_fields([x for x in value[:2000] if isinstance(x, str)])
+        return {"field_values": fields} if fields else {}
+    if isinstance(value, list) and value and isinstance(value[0], dict):
+        items = [x for x in value[:2000] if isinstance(x, dict)]
+        fields = _few_values({str(k): [str(x.get(k)) for x in items if isinstance(x.get(k), str)] for k in value[0]})
+        return {"item_keys": [str(k) for k in list(value[0])[:30]], **({"field_values": fields} if fields else {})}
+    if isinstance(value, dict) and value:
+        first = next(iter(value.values()))
+        if isinstance(first, list):
+            return {"value_kind": "list", "value_items": len(first)}
+    return {}
+
+
+#: A JSON text up to this size is parsed at load to describe its layout.
+_JSON_MAX = 20 << 20
+
+
+def _json_shape(text: str) -> dict:
+    """A text that is JSON: what ``json.loads(context)`` gives (a list of records and their keys, or
+    a dict and its keys). The 1.5B model searched a JSON text's lines ("customer": "Northwind
+    Retail" eight times) and answered 8 for the largest order; told it is JSON, it can parse it."""
+    head = text[:1].strip() or text.lstrip()[:1]
+    if head not in ("[", "{") or len(text) > _JSON_MAX:
+        return {}
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return {}
+    if isinstance(data, list) and data and isinstance(data[0], dict):
+        items = [x for x in data[:2000] if isinstance(x, dict)]
+        fields = _few_values({str(k): [str(x.get(k)) for x in items if isinstance(x.get(k), str)] for k in data[0]})
+        return {"json": "list", "json_items": len(data), "item_keys": [str(k) for k in list(data[0])[:30]],
+                **({"json_values": fields} if fields else {})}
+    if isinstance(data, list):
+        return {"json": "list", "json_items": len(data)}
+    if isinstance(data, dict):
+        return {"json": "dict", "json_items": len(data), "item_keys": [str(k) for k in list(data)[:30]]}
+    return {}
+
+
+#: Tables up to this many cells (or a text up to _JSON_MAX characters) get `rows`.
+_ROWS_MAX_CELLS = 5_000_000
+
+
+def _table_rows(value, meta: dict):
+    """The context as a list of row dicts when it is a table in another form, else None.
+
+    A dict of equal-length lists (columns), a CSV text (numbers parsed) or a JSON text holding a
+    list of records. The 1.5B model indexed a column as if it held rows (``[o for o in
+    context['region'] if o['date'] ...]``) and never counted; one list of dicts is what it handles.
+    """
+    if isinstance(value, dict) and len(value) >= 2 and all(isinstance(v, list) for v in value.values()):
+        lengths = {len(v) for v in value.values()}
+        n = lengths.pop() if len(lengths) == 1 else 0
+        if n and n * len(value) <= _ROWS_MAX_CELLS:
+            keys = list(value)
+            return [dict(zip(keys, vals)) for vals in zip(*value.values())]
+        return None
+    if not isinstance(value, str) or len(value) > _JSON_MAX:
+        return None
+    if meta.get("json") == "list":
+        data = json.loads(value)
+        return data if data and all(isinstance(x, dict) for x in data[:1000]) else None
+    sep = meta.get("separator")
+    if meta.get("columns") and sep:
+        reader = csv.reader(io.StringIO(value), delimiter=sep)
+        header = [c.strip() for c in next(reader, [])]
+        out = []
+        for row in reader:
+            if len(row) == len(header):
+                out.append({h: _number(c.strip()) for h, c in zip(header, row)})
+            if len(out) * len(header) > _ROWS_MAX_CELLS:
+                return None
+        return out or None
+    return None
+
+
+def _few_values(columns: dict) -> dict:
+    """The columns (name -> sampled values) that take between 2 and 12 distinct text values."""
+    out = {}
+    for name, vals in columns.items():
+        if len(vals) < 10:
+            continue
+        distinct = list(dict.fromkeys(v for v in vals if v))
+        if 2 <= len(distinct) <= 12 and not all(isinstance(_number(v), (int, float)) for v in distinct):
+            out[name] = [v[:40] for v in sorted(distinct, key=lambda v: -vals.count(v))]
+        if len(out) >= 6:
+            break
+    return out
+
+
+def _word_fields(lines: list) -> dict:
+    """Positions of the lines' leading words that take a few values: ``{"word 2": ["INFO", "WARN"]}``.
+
+    Words are split on spaces and kept as written (``[Error]``, ``auth:``), so the model can
+    filter on them exactly."""
+    if len(lines) < 30:
+        return {}
+    columns = {}
+    for pos in range(6):
+        vals = []
+        for line in lines:
+            words = line.split()
+            if len(words) > pos:
+                vals.append(words[pos])
+        if len(vals) >= 0.9 * len(lines) and all(any(c.isalpha() for c in v) for v in vals[:200]):
+            distinct = set(vals)
+            # prose starts with "The", "I", "What": a field's values are labels, not sentence words
+            if len(distinct) <= 12 and not any(v.strip("\"'[](),.:;").lower() in _PROSE_WORDS for v in distinct):
+                columns["word %d" % (pos + 1)] = vals
+    return _few_values(columns)
+
+
+_PROSE_WORDS = frozenset("the a an i my our your we you it this that what which how in on at who where why when very to of and is do does".split())
 
 
 def _on_alarm(signum, frame):
     raise CellTimeout()
+
+
+class _NotRun(Exception):
+    """A cell refused before it runs (its message is the cell's error)."""
+
+
+_LITERALS = (ast.Constant, ast.Dict, ast.List, ast.Tuple, ast.Set, ast.JoinedStr)
+
+
+def _writes_context_literal(tree) -> bool:
+    """True if the code binds `context` to a literal written in it (``context = {...}``, ``context =
+    \"\"\"...\"\"\"``): the 1.5B model wrote made-up pages into `context`, searched them, and
+    answered with the room number it had invented. ``context = context.lower()`` is not a literal."""
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Assign) and isinstance(node.value, _LITERALS):
+            if any(isinstance(t, ast.Name) and t.id == "context" for t in node.targets):
+                return True
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.value, _LITERALS):
+            if isinstance(node.target, ast.Name) and node.target.id == "context":
+                return True
+    return False
 
 
 def _exec_cell(cell: int, code: str, timeout: float, limit: int) -> dict:
@@ -598,8 +1065,16 @@ def _exec_cell(cell: int, code: str, timeout: float, limit: int) -> dict:
     filename = "<cell %d>" % cell
     old_out, old_err = sys.stdout, sys.stderr
     sys.stdout, sys.stderr = out, err
+    with _ASK_LOCK:
+        _CH.old_threads = {t.ident for t in threading.enumerate() if t is not threading.main_thread()}
+        _CH.cell_open = True
     try:
         tree = ast.parse(code, filename, "exec")
+        if _CONTEXT_SOURCE and _writes_context_literal(tree):
+            raise _NotRun(
+                "NotRun: this cell was not run: it sets `context` to data written in the code, and what it "
+                "printed would be about that, not about the real data. `context` already holds the whole "
+                "data: remove the assignment and search or compute over `context` as it is.")
         last = None
         if tree.body and isinstance(tree.body[-1], ast.Expr):
             last = ast.Expression(tree.body.pop().value)
@@ -618,6 +1093,8 @@ def _exec_cell(cell: int, code: str, timeout: float, limit: int) -> dict:
         error = "TimeoutError: the cell ran longer than %s s and was stopped. Variables assigned before that are kept." % timeout
     except SyntaxError as exc:
         error = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+    except _NotRun as exc:
+        error = str(exc)
     except BaseException as exc:  # the cell's own errors, SystemExit and KeyboardInterrupt included
         tb = traceback.extract_tb(exc.__traceback__)
         frames = [f for f in tb if f.filename == filename]
@@ -625,8 +1102,16 @@ def _exec_cell(cell: int, code: str, timeout: float, limit: int) -> dict:
         error = ("".join(lines) + "".join(traceback.format_exception_only(type(exc), exc))).strip()
     finally:
         sys.stdout, sys.stderr = old_out, old_err
+    with _ASK_LOCK:  # waits for a call a thread of this cell has in flight
+        _CH.cell_open = False
     restored = _restore()
     stderr = err.getvalue()
+    try:
+        audit = _audit(code, out.getvalue())
+    except Exception:  # a note is help, never a failure of the cell
+        audit = []
+    if audit:
+        stderr += "\n".join(audit) + "\n"
     if restored:
         stderr += "note: %s %s restored: the REPL's own names cannot be replaced.%s\n" % (
             ", ".join(restored),
@@ -635,6 +1120,11 @@ def _exec_cell(cell: int, code: str, timeout: float, limit: int) -> dict:
         )
     final = _CH.final
     _CH.final = None
+    if final is not None and len(final) > _MAX_FINAL:
+        stderr += "note: the FINAL answer was cut to its first %d of %d characters\n" % (_MAX_FINAL, len(final))
+        final = final[:_MAX_FINAL]
+    if error is not None and len(error) > limit:
+        error = error[: limit // 2] + "\n... [%d characters omitted] ...\n" % (len(error) - limit) + error[-(limit // 2):]
     return {
         "type": "result",
         "cell": cell,
@@ -656,7 +1146,7 @@ def _watch_host(parent: int) -> None:
     import select
 
     poller = select.poll()
-    poller.register(0, select.POLLHUP | getattr(select, "POLLRDHUP", 0))
+    poller.register(_IN.fileno(), select.POLLHUP | getattr(select, "POLLRDHUP", 0))
     gone = select.POLLHUP | getattr(select, "POLLRDHUP", 0)
     while True:
         time.sleep(1.0)
@@ -668,23 +1158,31 @@ def _watch_host(parent: int) -> None:
 
 def main() -> None:
     global _PROTO, _IN
-    if os.environ.get("RLM_WATCH_PARENT", "1") == "1":
-        import threading
-
-        threading.Thread(target=_watch_host, args=(os.getppid(),), daemon=True).start()
-    proto_fd = os.dup(1)
+    proto_in, proto_out = os.dup(0), os.dup(1)  # not inherited by child processes
     os.dup2(2, 1)  # stray writes to fd 1 (C code, os.system) land on stderr, not on the channel
-    _PROTO = os.fdopen(proto_fd, "w", encoding="utf-8", buffering=1)
-    _IN = io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8")
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)  # input() and child processes read nothing; closing fd 0 is harmless
+    os.close(devnull)
+    sys.stdin = open(os.devnull, encoding="utf-8")
+    # A lone surrogate in a str is written as its \\udxxx escape, which is still valid JSON.
+    _PROTO = os.fdopen(proto_out, "w", encoding="utf-8", errors="backslashreplace", buffering=1)
+    _IN = io.TextIOWrapper(os.fdopen(proto_in, "rb"), encoding="utf-8")
+    if os.environ.get("RLM_WATCH_PARENT", "1") == "1":
+        threading.Thread(target=_watch_host, args=(os.getppid(),), daemon=True).start()
     sys.stdout = io.TextIOWrapper(os.fdopen(os.dup(2), "wb"), encoding="utf-8", line_buffering=True)
     signal.signal(signal.SIGALRM, _on_alarm)
     sys.setrecursionlimit(10000)
     _NS["__name__"] = "__main__"
+    # modules a small model uses without importing them (it wrote re.findall with no import)
+    import collections
+    import math
+
+    _NS.update(re=re, json=json, csv=csv, io=io, math=math, collections=collections, Counter=collections.Counter)
     _restore()
     _send({"type": "ready", "pid": os.getpid(), "python": sys.version.split()[0]})
     while True:
         try:
-            msg = _read()
+            msg = _STASH.pop(0) if _STASH else _read()
         except ValueError as exc:
             _send({"type": "protocol_error", "error": str(exc)})
             continue
@@ -698,6 +1196,16 @@ def main() -> None:
                 _NS["context"] = value
                 _CONTEXT_SOURCE.update(path=msg["path"], format=msg.get("format", "auto"), value=value)
                 meta = _meta(value)
+                _NS.pop("rows", None)
+                try:
+                    table = _table_rows(value, meta)
+                except Exception:  # a help, never a failure of the load
+                    table = None
+                if table is not None:
+                    _NS["rows"] = table
+                    meta["rows"] = len(table)
+                _CONTEXT_SOURCE["fields"] = meta.get("field_values") or {}
+                _CONTEXT_SOURCE["separator"] = meta.get("separator")
                 meta["load_seconds"] = round(time.time() - start, 3)
                 _send({"type": "loaded", "meta": meta})
             except Exception as exc:
@@ -710,8 +1218,12 @@ def main() -> None:
                 int(msg.get("max_output_chars") or 4000),
             )
             _send(result)
+        elif kind == "tools":
+            _define_tools(msg.get("names"))
         elif kind == "ping":
             _send({"type": "pong"})
+        elif kind == "answer":
+            pass  # a late answer to a call that was refused or gave up: nobody waits for it
         else:
             _send({"type": "protocol_error", "error": "unknown message type %r" % kind})
 

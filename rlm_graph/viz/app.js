@@ -231,6 +231,7 @@
     const last = [...run.iterations].reverse().find((it) => it.final != null);
     t.answer = res && res.final_answer != null ? finalText(res.final_answer) : last ? last.final : null;
     t.stoppedBy = (res && res.stopped_by) || (last && last.stoppedBy) || null;
+    t.confirmed = res && typeof res.confirmed === "boolean" ? res.confirmed : null;
     return t;
   }
 
@@ -324,7 +325,7 @@
       card("tokens", "Tokens", fmtInt(t.tokens), `${fmtInt(t.input)} in / ${fmtInt(t.output)} out` + (t.usageComplete ? "" : " (sub-calls only)")),
       card("cost", "Cost", fmtCost(t.cost), t.cost == null ? "no prices known" : null),
       card("time", "Time", fmtSec(t.time), run.result ? "wall clock" : "sum of iterations"),
-      card("answer", "Final answer", t.answer == null ? "—" : oneLine(t.answer, 160), t.stoppedBy && t.stoppedBy !== "final" ? `forced: ${t.stoppedBy}` : (m.root_model ? `root model ${m.root_model}` : null)),
+      card("answer", "Final answer", t.answer == null ? "—" : oneLine(t.answer, 160), t.stoppedBy && t.stoppedBy !== "final" ? `forced: ${t.stoppedBy} · unconfirmed` : t.confirmed === false ? "unconfirmed" : t.confirmed ? "confirmed" : (m.root_model ? `root model ${m.root_model}` : null)),
     );
     const q = run.question || questionOf(run);
     $("question").hidden = !q;

@@ -114,3 +114,85 @@ def test_a_partial_run_replaces_only_what_it_measured(tmp_path: Path) -> None:
     assert len(after["quality"]["tasks"]) == len(before["quality"]["tasks"])
     verdicts = {t: v for t, _, v in mod.targets(after)}
     assert verdicts["1 GB context: peak RSS (host + sandbox) ≤ 1.5 × size"] == "met"
+
+
+def test_the_split_section_puts_dev_and_test_side_by_side(tmp_path: Path) -> None:
+    mod = _module()
+    from rlm_graph.bench.families import split_specs
+
+    res = tmp_path / "results"
+    for split in ("dev", "test"):
+        for spec in split_specs(split, ["logs", "judge"]):
+            for method, score, secs in (("rlm", 1.0 if spec.family == "logs" else 0.25, 320.0 if spec.generator == "status" else 20.0),
+                                        ("base", 0.0, 4.0)):
+                (res / "quality" / method).mkdir(parents=True, exist_ok=True)
+                rec = {"method": method, "task": spec.id, "kind": spec.family, "split": split, "family": spec.family, "size_chars": spec.size,
+                       "requested_size": spec.size, "score": score, "seconds": secs, "iterations": 3, "subcalls": 0, "tokens": {"total": 10},
+                       "answer": "7", "gold": 7, "error": None, "revision": "abc1234", "date": "2026-11-26 10:00:00 UTC"}
+                (res / "quality" / method / f"{spec.id}.json").write_text(json.dumps(rec))
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    assert mod.main(["--results", str(res), "--docs", str(docs)]) == 0
+    page = (docs / "benchmarks.md").read_text()
+    section = page.split("## Generalisation: the dev and test splits")[1].split("\n## ")[0]
+    header = next(line for line in section.splitlines() if line.startswith("| family"))
+    assert header == "| family | dev rlm | dev base | test rlm | test base |"
+    assert "| logs | 1.00 (4) | 0.00 (4) | 1.00 (4) | 0.00 (4) |" in section
+    assert "| judge | 0.25 (4) | 0.00 (4) | 0.25 (4) | 0.00 (4) |" in section
+    assert "| mean | 0.625 | 0.000 | 0.625 | 0.000 |" in section and "| >300 s | 1 | 0 | 1 | 0 |" in section
+    assert "test rlm: revision abc1234" in section and "test-logs-status-text-1m-s101200" in section
+    summary = json.loads((docs / "benchmarks.json").read_text())
+    verdicts = {t: (m, v) for t, m, v in mod.targets(summary)}
+    assert verdicts["test split: mean ≥ 0.80 with the embedded model (rlm)"] == ("0.625 over 8 tasks (dev 0.625); base 0.000", "missed")
+    assert verdicts["test split: no family below 0.5 (rlm)"] == ("lowest: judge 0.25 (4 tasks)", "missed")
+    assert verdicts["test split: every task ≤ 300 s (rlm)"][1] == "missed"
+    assert "## Answer quality" in page and "No quality results yet." in page  # the suites' section ignores family tasks
+
+
+def test_the_command_line_start_up_is_collected_and_judged(tmp_path: Path) -> None:
+    mod = _module()
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "benchmarks.json").write_text("{}")
+    res = tmp_path / "results"
+    res.mkdir()
+    row = {"command": "rlm-graph --help", "argv": "rlm-graph --help", "exit_codes": [0], "wall_s": 0.31, "cpu_s": 0.12,
+           "bare_wall_s": 0.2, "bare_cpu_s": 0.05, "over_bare_wall_s": 0.11, "over_bare_cpu_s": 0.07, "repeats": 15}
+    (res / "cli-startup.json").write_text(json.dumps({"machine": {"date": "2026-12-01 16:00"}, "rows": [row]}))
+    assert mod.main(["--results", str(res), "--docs", str(docs)]) == 0
+    page = (docs / "benchmarks.md").read_text()
+    assert "## Command-line start-up" in page and "| rlm-graph --help | 0.31 | 0.12 | 0.11 | 0.07 | 0 |" in page
+    verdicts = {t: v for t, _, v in mod.targets(json.loads((docs / "benchmarks.json").read_text()))}
+    assert verdicts["`rlm-graph --help` ≤ 0.5 s over a bare Python start"] == "met"
+    (res / "cli-startup.json").write_text(json.dumps({"machine": {}, "rows": [{**row, "over_bare_wall_s": 0.9}]}))
+    assert mod.main(["--results", str(res), "--docs", str(docs)]) == 0
+    verdicts = {t: v for t, _, v in mod.targets(json.loads((docs / "benchmarks.json").read_text()))}
+    assert verdicts["`rlm-graph --help` ≤ 0.5 s over a bare Python start"] == "missed"
+
+
+def test_the_before_after_section_attributes_test_points_to_the_helpers_that_fired(tmp_path: Path) -> None:
+    mod = _module()
+    from rlm_graph.bench.families import split_specs
+
+    res = tmp_path / "results"
+    specs = split_specs("test", ["logs"])
+    for folder, score in (("quality", 1.0), ("quality-before", 0.0)):
+        (res / folder / "rlm").mkdir(parents=True)
+        for spec in specs:
+            rec = {"method": "rlm", "task": spec.id, "kind": spec.family, "split": "test", "family": spec.family, "size_chars": spec.size,
+                   "requested_size": spec.size, "score": score, "seconds": 5.0, "iterations": 3, "subcalls": 0, "tokens": {"total": 10},
+                   "answer": "7", "gold": 7, "error": None, "revision": {"commit": "after12", "changed": []} if score else "before1", "date": "2026-12-01 10:00"}
+            (res / folder / "rlm" / f"{spec.id}.json").write_text(json.dumps(rec))
+    # the field search fired in the first task's log only; the runner's search in none
+    log = res / "quality" / "trajectories" / specs[0].id
+    log.mkdir(parents=True)
+    (log / "run.jsonl").write_text(json.dumps({"type": "iteration", "response": "search('warning'): the 9 lines where word 2 is 'WARN' (a field's value)"}) + "\n")
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    assert mod.main(["--results", str(res), "--docs", str(docs)]) == 0
+    page = (docs / "benchmarks.md").read_text()
+    section = page.split("## Issue 14 on the test split: before and after")[1].split("\n## ")[0]
+    assert "| logs | 0.00 | 1.00 | +1.00 |" in section and "| **mean** | 0.00 | 1.00 | +1.000 |" in section
+    assert f"| search by field value (search('warning') -> level WARN) | 1 | 0.00 | 1.00 | {1 / len(specs):+.3f} |" in section
+    assert "| runner's own search when stuck or after 'not found' | 0 | – | – | – |" in section
+    assert "before is main at before1" in section and "after is after12" in section

@@ -27,6 +27,16 @@ def _cfg(tmp_path: Path, **kw: Any) -> OverheadConfig:
     return OverheadConfig(**base)
 
 
+def _run(cfg: OverheadConfig) -> dict[str, Any]:
+    """run_overhead, checking its steps: (0, N) first, then one more as each of the N configurations
+    ends, N being the number of configurations it announced (so the planned count is right)."""
+    lines: list[str] = []
+    steps: list[tuple[int, int]] = []
+    result = run_overhead(cfg, progress=lines.append, steps=lambda done, total: steps.append((done, total)))
+    assert lines and steps == [(k, len(lines)) for k in range(len(lines) + 1)], (lines, steps)
+    return result
+
+
 def test_scripts_end_with_each_librarys_own_final_cell() -> None:
     ours, theirs = loop_script("rlm-graph", 3), loop_script("rlms", 3)
     assert "x0 = 0" in ours(0) and "x1 = 1" in theirs(1)
@@ -47,7 +57,7 @@ def test_context_file_has_the_size_and_one_needle(tmp_path: Path) -> None:
 
 
 def test_iterations_and_fanout_run_and_count(tmp_path: Path) -> None:
-    result = run_overhead(_cfg(tmp_path, scenarios=("iterations", "fanout")), progress=lambda _: None)
+    result = _run(_cfg(tmp_path, scenarios=("iterations", "fanout")))
     it = [r for r in result["rows"] if r["scenario"] == "iterations"]
     assert {r["checkpointer"] for r in it} == {"none", "sqlite"}
     for r in it:
@@ -62,7 +72,7 @@ def test_iterations_and_fanout_run_and_count(tmp_path: Path) -> None:
 
 
 def test_context_load_measures_memory_of_host_and_sandbox(tmp_path: Path) -> None:
-    result = run_overhead(_cfg(tmp_path, scenarios=("context",)), progress=lambda _: None)
+    result = _run(_cfg(tmp_path, scenarios=("context",)))
     (row,) = result["rows"]
     assert row["answer_ok"] and row["error"] is None
     assert row["processes"] >= 2  # the host and its sandbox worker
@@ -70,7 +80,7 @@ def test_context_load_measures_memory_of_host_and_sandbox(tmp_path: Path) -> Non
 
 
 def test_resume_after_sigkill_counts_repeated_calls(tmp_path: Path) -> None:
-    result = run_overhead(_cfg(tmp_path, scenarios=("resume",)), progress=lambda _: None)
+    result = _run(_cfg(tmp_path, scenarios=("resume",)))
     rows = result["rows"]
     assert [r["killed"].split(" (")[0] for r in rows] == ["between iterations", "mid fan-out"]
     for r in rows:
@@ -78,7 +88,7 @@ def test_resume_after_sigkill_counts_repeated_calls(tmp_path: Path) -> None:
         assert r["mode"] == "resume from checkpoint"
         assert r["calls_before_kill"] > 0 and r["calls_after"] > 0
         assert r["repeated_calls"] == len(r["repeated_answered_ms_before_kill"])
-    assert rows[0]["repeated_calls"] == 0  # killed between iterations: every finished call was saved
+    assert rows[0]["repeated_calls"] == 0, rows[0]  # killed between iterations: every finished call was saved
 
 
 def test_summarize_computes_ratios() -> None:
@@ -94,7 +104,24 @@ def test_summarize_computes_ratios() -> None:
 
 @pytest.mark.skipif(not HAVE_RLMS, reason=f"rlms=={jobs.RLMS_VERSION} is not installed in {jobs.DEFAULT_RLMS_VENV} (python bench/rlms_env.py)")
 def test_the_reference_library_runs_the_same_script(tmp_path: Path) -> None:
-    result = run_overhead(_cfg(tmp_path, scenarios=("iterations", "fanout"), libraries=("rlms",)), progress=lambda _: None)
+    result = _run(_cfg(tmp_path, scenarios=("iterations", "fanout"), libraries=("rlms",)))
     for r in result["rows"]:
         assert r["library"] == "rlms" and r["checkpointer"] == "none" and r["runs_ok"] == 1
     assert result["versions"]["rlms"] == jobs.RLMS_VERSION
+
+
+def test_checkpoint_storage_scenario_measures_bytes_and_load(tmp_path: Path) -> None:
+    root = Path(__file__).resolve().parents[2]
+    cfg = _cfg(tmp_path, scenarios=("checkpoints",), checkpoint_iterations=(3,), repeats=1, baseline_src=root)
+    result = _run(cfg)
+    rows = result["rows"]
+    assert [(r["variant"], r["iterations"]) for r in rows] == [("baseline", 3), ("current", 3)]
+    for r in rows:
+        assert r["error"] is None and r["answer_ok"], r
+        assert r["stored_bytes"] == r["checkpoint_bytes"] + r["write_bytes"] > 0 and r["load_ms"] > 0
+        assert r["revision"] and len(r["samples_load_ms"]) == 1
+    # the same code both times: the same bytes, up to the width of timings and ids written into the
+    # state (durations, timestamps), which differ from run to run
+    a, b = rows[0]["stored_bytes"], rows[1]["stored_bytes"]
+    assert abs(a - b) <= 0.02 * max(a, b), (a, b)
+    assert [c["variant"] for c in result["summary"]["checkpoints"]] == ["baseline", "current"]

@@ -49,8 +49,10 @@ def test_rlm_and_base_write_one_json_per_task(scripted: Any, tmp_path: Path) -> 
     srv = scripted(_answer_from_context, sub=lambda prompt: "1234567")
     out = tmp_path / "q"
     cfg = QualityConfig(methods=["rlm", "base"], tasks=["sniah:8k"], n=2, model="scripted", base_url=srv.base_url, out=out)
-    records = run_quality(cfg, progress=lambda _: None)
+    steps: list[tuple[int, int]] = []
+    records = run_quality(cfg, progress=lambda _: None, steps=lambda done, total: steps.append((done, total)))
     assert len(records) == 4
+    assert steps == [(k, 4) for k in range(5)]  # 2 tasks x 2 methods: the start, then after each run
     for rec in records:
         saved = json.loads((out / rec["method"] / f"{rec['task']}.json").read_text())
         assert saved == json.loads(json.dumps(rec, default=str))
@@ -68,8 +70,10 @@ def test_skip_existing_keeps_results(scripted: Any, tmp_path: Path) -> None:
     cfg = QualityConfig(methods=["base"], tasks=["smoke"], n=1, model="scripted", base_url=srv.base_url, out=tmp_path, skip_existing=True)
     first = run_quality(cfg, progress=lambda _: None)
     calls = len(srv.requests)
-    again = run_quality(cfg, progress=lambda _: None)
+    steps: list[tuple[int, int]] = []
+    again = run_quality(cfg, progress=lambda _: None, steps=lambda done, total: steps.append((done, total)))
     assert len(srv.requests) == calls and again == json.loads(json.dumps(first))
+    assert steps == [(0, 1), (1, 1)]  # a kept result counts as done
 
 
 def test_base_shrinks_the_cut_until_the_server_accepts_it(scripted: Any, tmp_path: Path) -> None:
@@ -94,3 +98,63 @@ def test_unknown_method_and_missing_model_name_are_refused(tmp_path: Path) -> No
         run_quality(QualityConfig(methods=["magic"], out=tmp_path))
     with pytest.raises(ConfigurationError):
         run_quality(QualityConfig(methods=["base"], base_url="http://127.0.0.1:9/v1", out=tmp_path))
+
+
+# -- the generalisation families ---------------------------------------------------------------------------------------
+
+
+def test_config_tasks_for_a_split_families_and_ids() -> None:
+    from rlm_graph.bench.quality import config_tasks
+
+    tasks = config_tasks(QualityConfig(split="test", families=["judge", "oolong"]))
+    assert len(tasks) == 8 and {t.kind for t in tasks} == {"judge", "oolong"} and all(t.id.startswith("test-") for t in tasks)
+    (one,) = config_tasks(QualityConfig(split="dev", task_ids=[tasks[0].id.replace("test-", "dev-").replace("s103000", "s3000")]))
+    assert one.id == "dev-judge-reviews-list-1500-s3000"
+    with pytest.raises(ConfigurationError, match="unknown family"):
+        config_tasks(QualityConfig(split="dev", families=["nope"]))
+    with pytest.raises(ConfigurationError, match="bad task id"):
+        config_tasks(QualityConfig(task_ids=["dev-judge"]))
+
+
+def test_family_tasks_record_their_split_and_family_and_score(scripted: Any, tmp_path: Path) -> None:
+    from rlm_graph.bench.quality import config_tasks
+    from rlm_graph.bench.scoreboard import family_scores, format_table, read_records
+
+    cfg = QualityConfig(methods=["base"], split="dev", families=["judge", "oolong"], model="scripted", out=tmp_path)
+    golds = {t.query: t.gold for t in config_tasks(cfg)}
+
+    def answer(prompt: str) -> str:  # the gold of the judge tasks, a wrong label for the oolong ones
+        query = prompt.rsplit("Question: ", 1)[1].split("\nReply with only the answer.")[0]
+        gold = golds[query]
+        return "Answer: " + (", ".join(map(str, gold)) if isinstance(gold, list) else str(gold) if "label" not in query else "none")
+
+    srv = scripted([], sub=answer)
+    cfg.base_url = srv.base_url
+    records = run_quality(cfg, progress=lambda _: None)
+    assert len(records) == 8 and len(srv.requests) == 8
+    for r in records:
+        assert r["split"] == "dev" and r["family"] == r["kind"] and r["generator"] and r["shape"] and r["seed"] < 10_000
+    scores = family_scores(read_records(tmp_path, split="dev"))
+    fams = scores[("dev", "base")]["families"]
+    assert fams["judge"]["score"] == 1.0 and fams["oolong"]["score"] == 0.0 and scores[("dev", "base")]["mean"] == 0.5
+    table = format_table(records)
+    assert "judge" in table and "1.00 (4)" in table and "0.500" in table
+    again = run_quality(QualityConfig(methods=["base"], split="dev", families=["judge", "oolong"], skip_existing=True, out=tmp_path,
+                                      model="m", base_url="http://127.0.0.1:9/v1"), progress=lambda _: None)
+    assert again == json.loads(json.dumps(records))  # kept results need no server
+
+
+def test_rlm_runs_a_family_task_end_to_end(scripted: Any, tmp_path: Path) -> None:
+    """One family task through rlm-graph against a scripted root that computes the answer in the REPL."""
+    from rlm_graph.bench.families import task_from_id
+
+    task = task_from_id("dev-sets-diff_count-records-8k-s4300")
+    first, second = task.metadata["first"], task.metadata["second"]
+    code = (f"a = {{[v for k, v in r.items() if k != 'list'][0] for r in context if r['list'] == {first!r}}}\n"
+            f"b = {{[v for k, v in r.items() if k != 'list'][0] for r in context if r['list'] == {second!r}}}\n"
+            "print(len(a - b))")
+    srv = scripted([repl(code), repl("FINAL(len(a - b))")])
+    cfg = QualityConfig(methods=["rlm"], task_ids=[task.id], model="scripted", base_url=srv.base_url, out=tmp_path)
+    (rec,) = run_quality(cfg, progress=lambda _: None)
+    assert rec["score"] == 1.0 and str(rec["answer"]) == str(task.gold) and rec["family"] == "sets"
+    assert (tmp_path / "rlm" / f"{task.id}.json").exists()

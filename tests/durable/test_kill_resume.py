@@ -146,6 +146,25 @@ def test_killed_mid_fan_out_resumes_only_the_missing_sub_calls(tmp_path: Path) -
         h.close()
 
 
+def test_killed_mid_fan_out_and_resumed_with_a_changed_limit_keeps_the_saved_answers(tmp_path: Path) -> None:
+    # The allowed change is written with the resume, on the checkpoint the kill left: the
+    # sub-calls that had finished there are not asked again.
+    h = Harness(tmp_path)
+    try:
+        h.kill_on["sub"] = 9
+        code, _, _ = _wait(h.run())
+        assert code == -signal.SIGKILL
+        saved = h.saved()
+        assert saved[1], "some sub-call answers were saved before the kill"
+        code, out, err = _wait(h.run("--change", "max_concurrency=2", "--change", "max_iterations=12", resume=True))
+        assert code == 0, err
+        result = json.loads(out)
+        assert result["answer"] == "20" and result["limits"]["max_concurrency"] == 2 and result["limits"]["max_iterations"] == 12
+        assert not h.repeated_after_save(saved)
+    finally:
+        h.close()
+
+
 def test_killed_while_a_cell_runs(tmp_path: Path) -> None:
     h = Harness(tmp_path, sleep=3.0)
     try:

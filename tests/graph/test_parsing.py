@@ -1,3 +1,5 @@
+import pytest
+
 from rlm_graph.graph.parsing import FinalCall, code_blocks, find_final, normalize_code
 
 
@@ -56,3 +58,24 @@ def test_normalize_code_ignores_blank_lines_and_trailing_spaces() -> None:
 def test_integral_floats_are_written_as_integers() -> None:
     assert find_final("FINAL(24228839.0)") == FinalCall(answer="24228839")
     assert find_final("FINAL(2.5)") == FinalCall(answer="2.5")
+
+
+@pytest.mark.timeout(120)  # the old parser took hours on each of these (quadratic); the pass is seconds
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "FINAL(" * 175_000,  # a 48 KB one took 19 s; 120 KB hung
+        "`" * 1_000_000,
+        "```x" * 250_000,
+        "FINAL(\"" + "(" * 1_000_000,
+        ("```repl\nx = 1  # " + "c" * 1000 + "\n```\n") * 1000 + "FINAL(done)",
+    ],
+)
+def test_a_one_megabyte_reply_parses(reply: str) -> None:
+    assert len(reply) >= 1_000_000
+    found = find_final(reply)
+    blocks = code_blocks(reply)
+    if reply.endswith("FINAL(done)"):
+        assert found == FinalCall(var="done") and len(blocks) == 1000
+    else:
+        assert found is None or found.answer is not None

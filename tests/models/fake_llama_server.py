@@ -59,6 +59,8 @@ def main() -> None:
             if os.environ.get("FAKE_SERVER_CRASH"):
                 print("fake server: crashing on the first request", flush=True)
                 os.kill(os.getpid(), signal.SIGSEGV)
+                while True:  # the signal is delivered asynchronously: answer nothing until it lands
+                    time.sleep(1)
             text = f"echo: {request['messages'][-1]['content']} (model file {model_size} bytes)"
             self._send({
                 "id": "chatcmpl-fake", "object": "chat.completion", "created": int(time.time()), "model": alias,

@@ -280,3 +280,44 @@ def test_the_real_embedded_model_answers(tmp_path: Path) -> None:
             assert "4" in json.load(response)["choices"][0]["message"]["content"]
     finally:
         stop(cache=tmp_path)
+
+
+# --- progress on a terminal -------------------------------------------------------------------
+
+_ASSEMBLE = """
+import dataclasses, json, sys
+from rlm_graph.models.local import ModelSpec, ensure_model
+spec = ModelSpec(**json.loads(sys.argv[1]))
+print(ensure_model("fake", cache=sys.argv[2], catalog={"fake": spec}))
+"""
+
+
+def _assembly_child(model: FakeModel, cache: Path) -> tuple[list[str], dict[str, str]]:
+    """The command and environment of a process that assembles the fake model with the default reporting."""
+    spec, _, packages = model
+    root = str(Path(__file__).resolve().parents[2])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(packages), root])}
+    return [sys.executable, "-c", _ASSEMBLE, json.dumps(dataclasses.asdict(spec)), str(cache)], env
+
+
+def test_on_a_terminal_the_assembly_shows_parts_k_of_n_with_an_eta(model: FakeModel, cache: Path) -> None:
+    from tests.terminal import run_on_terminal
+
+    spec, whole, _ = model
+    argv, env = _assembly_child(model, cache)
+    code, out, err = run_on_terminal(argv, env)
+    assert code == 0, err
+    assert Path(out.strip()).read_bytes() == whole
+    # The bar is drawn at the start and after each part: 0/3, 1/3, 2/3, 3/3, in that order.
+    seen = [err.find(f"{k}/3 parts") for k in range(4)]
+    assert all(i >= 0 for i in seen) and seen == sorted(seen), err
+    assert "assembling fake.gguf" in err and "ETA" in err
+    assert "rlm-graph: assembling" not in err  # the bar replaces the per-part lines
+
+
+def test_without_a_terminal_the_assembly_reports_plain_lines(model: FakeModel, cache: Path) -> None:
+    argv, env = _assembly_child(model, cache)
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    lines = done.stderr.splitlines()
+    assert lines == ["rlm-graph: assembling fake.gguf: 0/0 MiB"] * 3, done.stderr  # one per part, no bar, no escapes

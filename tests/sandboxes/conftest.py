@@ -1,4 +1,5 @@
-"""Fixtures shared by the sandbox tests: a Docker engine, the fake envd, and every backend in turn.
+"""Fixtures shared by the sandbox tests: a Docker engine, the fake envd, the Modal stand-in, and every
+backend in turn.
 
 ``session_starter`` gives the session-starting fixtures (``sandbox`` here, ``open_session`` in
 test_docker.py and test_e2b.py) their one way to start sessions and close them after the test.
@@ -6,7 +7,9 @@ test_docker.py and test_e2b.py) their one way to start sessions and close them a
 ``backend`` is parametrized over the installed backends, module-scoped so that each module runs
 all its tests on one backend before starting the next (the fake envd's ports are fixed, so its
 tests must never overlap): ``local`` (isolation none), ``bwrap`` (the local backend under
-bubblewrap), ``docker`` (marked ``docker``) and ``e2b`` (the real E2B SDK against the fake envd).
+bubblewrap), ``docker`` (marked ``docker``), ``e2b`` (the real E2B SDK against the fake envd) and
+``modal`` (ModalTransport with the real Modal SDK, its ``App.lookup`` and ``Sandbox.create``
+replaced by the local stand-in in fake_modal.py).
 """
 
 from __future__ import annotations
@@ -65,7 +68,7 @@ def fake_envd() -> Iterator[Any]:
 class Backend:
     """One way to run the worker, as the contract and security tests see it."""
 
-    name: str  # "local", "bwrap", "docker" or "e2b"
+    name: str  # "local", "bwrap", "docker", "e2b" or "modal"
     make: Callable[..., Transport]  # transport options -> a started worker
     isolated: bool  # network, filesystem and process isolation apply (checked by test_security)
     why_not_isolated: str = ""
@@ -77,12 +80,33 @@ _NOT_ISOLATED = {
         "the fake envd runs the worker as a plain host process; a real E2B sandbox is a separate VM, "
         "which cannot be tested offline"
     ),
+    "modal": (
+        "the Modal stand-in runs the worker as a plain host process; a real Modal sandbox is a separate "
+        "container with block_network=True, which cannot be tested offline (tests/sandboxes/test_modal_live.py)"
+    ),
 }
+
+
+@contextlib.contextmanager
+def modal_stand_in(root: Path) -> Iterator[Any]:
+    """The Modal SDK's ``App.lookup`` and ``Sandbox.create`` replaced by the stand-in (fake_modal.py),
+    with a dummy token set (the transport checks one is configured; nothing is sent anywhere)."""
+    from tests.sandboxes.fake_modal import FakeModal
+
+    mp = pytest.MonkeyPatch()
+    mp.setenv("MODAL_TOKEN_ID", "ak-offline-stand-in")
+    mp.setenv("MODAL_TOKEN_SECRET", "as-offline-stand-in")
+    fake = FakeModal(root).install(mp)
+    try:
+        yield fake
+    finally:
+        fake.close()
+        mp.undo()
 
 
 @pytest.fixture(
     scope="module",
-    params=["local", "bwrap", pytest.param("docker", marks=pytest.mark.docker), "e2b"],
+    params=["local", "bwrap", pytest.param("docker", marks=pytest.mark.docker), "e2b", "modal"],
 )
 def backend(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backend]:
     """Each installed backend in turn; one that cannot run here is skipped with the reason."""
@@ -103,6 +127,19 @@ def backend(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
         from rlm_graph.sandboxes.docker import DockerTransport
 
         yield Backend(name, lambda **kw: DockerTransport(**kw), True)
+    elif name == "modal":
+        pytest.importorskip("modal", reason="the Modal SDK is not installed: pip install -e '.[test]'")
+        from rlm_graph.sandboxes.modal import ModalTransport
+
+        root = tmp_path_factory.mktemp("modal-sandboxes")
+        counter = itertools.count()
+        with modal_stand_in(root):
+            yield Backend(
+                name,
+                lambda **kw: ModalTransport(work_dir=str(root / f"sbx{next(counter)}"), **kw),
+                False,
+                _NOT_ISOLATED[name],
+            )
     else:
         pytest.importorskip("e2b")
         request.getfixturevalue("fake_envd")

@@ -6,6 +6,11 @@ on this machine: envd's Connect-RPC process service (the SDK ships its server si
 ``SendSignal``, ``CloseStdin``) and the ``/files`` upload route (``application/octet-stream``,
 which the SDK uses for streamed uploads). Output is cut into small chunks so that clients must
 join lines themselves, as with the real service.
+
+It also answers the two calls of E2B's own API a sandbox's life makes outside debug mode,
+``POST /v2/sandboxes`` (create: the request bodies are kept in :attr:`FakeEnvd.created`) and
+``DELETE /sandboxes/{id}`` (kill: the ids are kept in :attr:`FakeEnvd.killed`), so a test can point
+``E2B_API_URL`` and ``E2B_SANDBOX_URL`` at it and see what the SDK asks for.
 """
 
 from __future__ import annotations
@@ -139,14 +144,43 @@ async def _health(request: Request) -> Response:
     return Response(status_code=204)
 
 
+class FakeApi:
+    """E2B's sandbox API, as far as create and kill: records what it is asked, answers like E2B."""
+
+    ENVD_VERSION = "99.99.99"  # what the SDK assumes in debug mode: every envd feature is on
+
+    def __init__(self) -> None:
+        self.created: list[dict[str, Any]] = []
+        self.killed: list[str] = []
+
+    async def create(self, request: Request) -> Response:
+        body = await request.json()
+        self.created.append(body)
+        sandbox_id = f"fake-sandbox-{len(self.created)}"
+        return JSONResponse(
+            {"templateID": body["templateID"], "sandboxID": sandbox_id, "clientID": "fake", "envdVersion": self.ENVD_VERSION},
+            201,
+        )
+
+    async def kill(self, request: Request) -> Response:
+        self.killed.append(request.path_params["sandbox_id"])
+        return Response(status_code=204)
+
+
 class FakeEnvd:
     """Serve the fake envd on 127.0.0.1:49983 in a background thread, as a context manager."""
 
     def __init__(self, port: int = ENVD_PORT, chunk_size: int = 1000) -> None:
         self.port = port
         self.service = FakeProcessService(chunk_size)
+        self.api = FakeApi()
         rpc = ProcessASGIApplication(self.service)
-        files = Starlette(routes=[Route("/files", _upload, methods=["POST"]), Route("/health", _health)])
+        files = Starlette(routes=[
+            Route("/files", _upload, methods=["POST"]),
+            Route("/health", _health),
+            Route("/v2/sandboxes", self.api.create, methods=["POST"]),
+            Route("/sandboxes/{sandbox_id}", self.api.kill, methods=["DELETE"]),
+        ])
 
         async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
             target = rpc if scope["type"] == "http" and scope["path"].startswith(rpc.path + "/") else files

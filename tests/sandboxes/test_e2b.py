@@ -80,3 +80,42 @@ def test_missing_api_key_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.delenv("E2B_API_KEY", raising=False)
     with pytest.raises(SandboxError, match="E2B_API_KEY"):
         E2BTransport()
+
+
+@pytest.fixture
+def through_the_api(fake_envd: FakeEnvd, monkeypatch: pytest.MonkeyPatch) -> FakeEnvd:
+    """The SDK outside debug mode: its create and kill requests go to the fake's API routes, and the
+    sandbox's envd calls to the fake envd (both on the fake's port)."""
+    url = f"http://127.0.0.1:{fake_envd.port}"
+    monkeypatch.delenv("E2B_DEBUG", raising=False)
+    monkeypatch.setenv("E2B_API_KEY", "e2b_0000000000000000000000000000000000000000")
+    monkeypatch.setenv("E2B_API_URL", url)
+    monkeypatch.setenv("E2B_SANDBOX_URL", url)
+    return fake_envd
+
+
+def test_the_sandbox_is_a_code_interpreter_from_its_default_template(through_the_api: FakeEnvd, tmp_path: Path) -> None:
+    import e2b_code_interpreter
+
+    before = len(through_the_api.api.created)
+    session = SandboxSession(lambda: E2BTransport(work_dir=str(tmp_path / "sandbox"), timeout=1800))
+    session.start()
+    try:
+        transport = session.transport
+        assert isinstance(transport, E2BTransport) and isinstance(transport._sbx, e2b_code_interpreter.Sandbox)
+        (created,) = through_the_api.api.created[before:]
+        assert created["templateID"] == e2b_code_interpreter.Sandbox.default_template == "code-interpreter-v1"
+        assert created["timeout"] == 1800
+        out = session.step(0, "x = 6 * 7\nx")  # the worker runs in the sandbox the API answered with
+        assert isinstance(out, CellResult) and out.stdout == "42\n"
+    finally:
+        session.close()
+    assert through_the_api.api.killed[-1] == transport._sbx.sandbox_id == f"fake-sandbox-{before + 1}"
+
+
+def test_template_overrides_the_code_interpreter_default(through_the_api: FakeEnvd, tmp_path: Path) -> None:
+    before = len(through_the_api.api.created)
+    transport = E2BTransport("my-team/python-tools", work_dir=str(tmp_path / "sandbox"))
+    transport.close()
+    (created,) = through_the_api.api.created[before:]
+    assert created["templateID"] == "my-team/python-tools"

@@ -253,6 +253,10 @@ def test_auto_without_bubblewrap_falls_back_with_one_note(monkeypatch: pytest.Mo
 
 
 def test_reassigning_context_is_undone_with_a_note(session: SandboxSession) -> None:
-    out = run(session, 0, 'context = """alpha 1\nbeta"""\nprint(len(context))')
+    out = run(session, 0, 'context = context[:12]\nprint(len(context))')
     assert out.stdout == "12\n" and "`context` always holds the whole data" in out.stderr
     assert run(session, 1, "len(context)").stdout == "23\n"
+    # made-up data written into `context` is refused before the cell runs
+    out = run(session, 2, 'x = 1\ncontext = """alpha 1\nbeta"""\nprint(len(context))')
+    assert out.stdout == "" and out.error and out.error.startswith("NotRun: this cell was not run")
+    assert run(session, 3, "print(len(context), 'x' in dir())").stdout == "23 False\n"

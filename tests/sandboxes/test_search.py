@@ -42,9 +42,11 @@ def test_a_match_in_one_long_line_gives_the_text_around_it(sandbox: Start, tmp_p
     text = FILLER * 2000 + "The code for calm-harbor is: 4711. " + FILLER * 2000
     session = _loaded(sandbox, tmp_path, text)
     hits = _hits(session, 0, "search('CALM-HARBOR', window=40)")
-    assert len(hits) == 1
-    assert "calm-harbor is: 4711." in hits[0]
-    assert len(hits[0]) == len("calm-harbor") + 80  # 40 characters either side, not the whole line
+    assert hits == ["The code for calm-harbor is: 4711."]  # its sentence, not the whole line
+    # with no sentence end near, `window` characters either side
+    text = "word " * 4000 + "calm-harbor 4711 " + "word " * 4000
+    (hit,) = _hits(_loaded(sandbox, tmp_path, text), 1, "search('CALM-HARBOR', window=40)")
+    assert len(hit) == len("calm-harbor") + 80 and "calm-harbor 4711" in hit
 
 
 def test_short_lines_come_back_whole_once_per_line(sandbox: Start, tmp_path: Path) -> None:

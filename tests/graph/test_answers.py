@@ -1,0 +1,102 @@
+"""Answer checks that need no model (graph/answers.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from rlm_graph.graph.answers import asks_yes_no, extract_value, key_terms, non_answer, search_hint, stated_value, uncounted
+
+
+@pytest.mark.parametrize(
+    "answer",
+    ["The context does not contain the code.", "not found", "Not stated in the text", "Unknown",
+     "I could not find the value", "There is no mention of Kestrel.", "", "No matching lines."],
+)
+def test_non_answers(answer: str) -> None:
+    assert non_answer(answer)
+
+
+@pytest.mark.parametrize("answer", ["7731", "Paris", "42 errors", "Known unknowns (a film)"[:6], "No. 5 Rue Royale"[:0] or "Rue Royale"])
+def test_answers_are_not_non_answers(answer: str) -> None:
+    assert not non_answer(answer)
+
+
+def test_yes_no_questions() -> None:
+    assert asks_yes_no("Is there any error?") and asks_yes_no("Does the log mention disk?")
+    assert asks_yes_no("Tell me whether X is listed")
+    assert not asks_yes_no("What is the code of Kestrel?") and not asks_yes_no("How many errors are there?")
+
+
+def test_key_terms_prefer_names_quotes_and_codes() -> None:
+    assert key_terms("What is the access code of Kestrel?")[0] == "Kestrel"
+    assert key_terms('Which city does "Mara Voss" live in?')[0] == "Mara Voss"
+    assert key_terms("How many lines mention payment-service?")[0] == "payment-service"
+    assert key_terms("how many warnings are there")[0] == "warnings"
+    assert search_hint("What is the code of Kestrel?") == 'search("Kestrel")'
+    assert search_hint("?") == 'search("word")'
+
+
+def test_extract_value_takes_the_one_grounded_number_of_a_sentence() -> None:
+    seen = "matches: 42\n[...]"
+    assert extract_value("How many errors are there?", "There are 42 errors in the log.", seen) == "42"
+    assert extract_value("How many errors?", "42", seen) == "42"
+    # two numbers, only one shown: that one
+    assert extract_value("How many errors?", "Of 100 lines, 42 are errors.", seen) == "42"
+    # not a count question, or several candidates: unchanged
+    assert extract_value("Who wrote it?", "It was 42 people", seen) == "It was 42 people"
+    assert extract_value("What is the total?", "Between 1,200 and 1,300", "") == "Between 1,200 and 1,300"
+
+
+def test_stated_value_reads_a_number_the_output_showed() -> None:
+    assert stated_value("The total is 540,000.", "540000\n") == "540000"
+    assert stated_value("```\n540000\n```", "540000") is None
+    assert stated_value("Maybe 7?", "42") is None
+
+
+def test_a_count_must_be_printed_as_a_result() -> None:
+    q = "How many warning entries were logged?"
+    hits = "['2024-03-01T00:00:42Z WARN auth: disk at 4%', '2024-03-01T00:04:19Z WARN x']"
+    assert uncounted(q, "4", hits)  # only inside printed data
+    assert uncounted(q, "10", "2024-03-01 10:00 WARN a\n")  # inside a timestamp
+    for shown in ("94", "count: 94", "94 of 1056", "There are 94 matches"):
+        assert not uncounted(q, "94", "some data\n" + shown + "\n")
+    assert not uncounted("What is the gate?", "4", hits)  # not a count question
+    # a sum answered 0 after printing the first lines (the learning path's phase 4)
+    assert uncounted("What is the sum of all the numbers?", "0", "['341', '410', '205']")
+    assert not uncounted("What is the sum of all the numbers?", "80120", "['341', '410']\n80120\n")
+    assert not uncounted("What is the sum of all the numbers?", "80120", "80120.0\n")  # a float sum printed
+    assert uncounted("What is the sum of all the numbers?", "80120", "80120.5\n")
+    assert not uncounted(q, "about four", hits)  # not a whole number: other checks judge it
+
+
+def test_placeholders_names_and_descriptions_are_not_answers() -> None:
+    for answer in ("total", "None", "(empty reply)", "east_stock_items", "The output will be the number of lines"):
+        assert non_answer(answer), answer
+    for answer in ("Total Recall", "SN-733731", "saffron33", "East", "The Output"):
+        assert not non_answer(answer), answer
+
+
+def test_field_terms_are_the_words_naming_field_values_when_nothing_else_is_asked() -> None:
+    from rlm_graph.graph.answers import field_terms
+
+    log = {"word 3": ["[Info]", "[Debug]", "[Warn]", "[Err]"], "word 4": ["CatalogService", "PaymentsService"]}
+    assert field_terms("Count the errors logged by CATALOG. Reply with just the number.", log) == ["errors", "CATALOG"]
+    assert field_terms("How many warning entries were logged?", log) == ["warning"]
+    assert field_terms("How many errors did the Payments service log?", log) == ["errors", "Payments"]
+    records = {"level": ["debug", "info", "warning", "error"], "service": ["gateway", "inventory"]}
+    assert field_terms("How many WARNING lines come from INVENTORY? Answer with the number only.", records) == ["WARNING", "INVENTORY"]
+    assert field_terms("How many orders were there in region east?", {"region": ["East", "West"]}) == ["east"]
+    # a condition no field holds, two values of one field, a sum, or no value named: no field count
+    assert field_terms("How many orders were there in March 2024 in region east?", {"region": ["East", "West"]}) is None
+    assert field_terms("How many requests to /api/orders failed with a 5xx status?", {"status": ["200", "500"]}) is None
+    assert field_terms("How many lines are errors or warnings?", log) is None
+    assert field_terms("What is the total of the errors?", log) is None
+    assert field_terms("How many lines are there?", log) is None
+    assert field_terms("How many errors?", None) is None
+
+
+def test_key_terms_do_not_join_names_across_sentences_but_keep_initials() -> None:
+    from rlm_graph.graph.answers import key_terms
+
+    assert key_terms("Count the errors logged by CATALOG. Reply with just the number.", 2) == ["CATALOG", "errors"]
+    assert key_terms("Which country is GIANNI S. PETROV's home city in? Reply with just the name.", 1) == ["GIANNI S. PETROV"]

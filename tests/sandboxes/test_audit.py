@@ -1,0 +1,64 @@
+"""The worker's notes on text filters that cannot match, and the context's shape facts.
+
+The 1.5B model's commonest silent mistake on logs and texts was a filter that can never be true
+(``"ERROR" in line.lower()``) or a literal the data spells otherwise, followed by an answer that
+the data has none. The worker adds a note naming the cause and the search that would find it;
+the cell itself runs unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from rlm_graph.sandboxes.session import SandboxSession
+from tests.sandboxes.conftest import run
+
+Start = Callable[..., SandboxSession]
+
+LOG = "\n".join(
+    f"2024-05-0{i % 9 + 1} 12:00:0{i % 10} [{'ERROR' if i % 3 == 0 else 'INFO'}] Service-{i % 4}: request done"
+    for i in range(60)
+) + "\n"
+
+
+def _loaded(sandbox: Start, tmp_path: Path, text: str, fmt: str = "text") -> SandboxSession:
+    path = tmp_path / "ctx.txt"
+    path.write_text(text, encoding="utf-8")
+    path.chmod(0o644)
+    session = sandbox()
+    session.load_context(path, fmt)
+    return session
+
+
+def test_a_capital_literal_against_lowered_text_gets_a_note(sandbox: Start, tmp_path: Path) -> None:
+    session = _loaded(sandbox, tmp_path, LOG)
+    out = run(session, 0, 'n = sum(1 for line in context.splitlines() if "ERROR" in line.lower())\nprint(n)')
+    assert out.stdout.strip() == "0"  # the cell ran as written
+    assert "'ERROR' has capital letters" in out.stderr and "'error'" in out.stderr and "search('ERROR')" in out.stderr
+    # the same filter written right gets no note
+    ok = run(session, 1, 'print(sum(1 for line in context.splitlines() if "error" in line.lower()))')
+    assert ok.stdout.strip() == "20" and "note:" not in ok.stderr
+
+
+def test_a_literal_with_other_capitals_or_absent_gets_a_note_only_when_nothing_was_found(sandbox: Start, tmp_path: Path) -> None:
+    session = _loaded(sandbox, tmp_path, LOG)
+    out = run(session, 0, 'print([l for l in context.splitlines() if "service-2" in l])')
+    assert out.stdout.strip() == "[]"
+    assert "'service-2' is not in `context` with these capitals" in out.stderr and "search('service-2')" in out.stderr
+    out = run(session, 1, 'print(len([l for l in context.splitlines() if "Warning" in l]))')
+    assert "'Warning' does not occur in `context` as written" in out.stderr
+    # a filter that found something is left alone, even if another literal is absent
+    out = run(session, 2, 'print(len([l for l in context.splitlines() if "Service-2" in l or "zzz" in l]))')
+    assert out.stdout.strip() == "15" and "note:" not in out.stderr
+    # comparisons against other strings (a model's replies) are not about the context: no note unless empty
+    out = run(session, 3, 'r = ["yes", "no"]\nprint(sum("yes" in x for x in r))')
+    assert out.stdout.strip() == "1" and "note:" not in out.stderr
+
+
+def test_a_csv_header_is_described_as_columns(sandbox: Start, tmp_path: Path) -> None:
+    session = _loaded(sandbox, tmp_path, "date,customer,amount\n2024-01-02,Acme,10\n2024-01-03,Beta,12\n")
+    meta = session.context_meta
+    assert meta["columns"] == ["date", "customer", "amount"] and meta["separator"] == ","
+    plain = _loaded(sandbox, tmp_path, "1,2,3\n4,5,6\n")  # numbers are rows, not a header
+    assert "columns" not in plain.context_meta
