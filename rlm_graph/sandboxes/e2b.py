@@ -13,7 +13,6 @@ disk. With ``E2B_DEBUG=true`` the SDK skips E2B's service and talks to an envd o
 
 from __future__ import annotations
 
-import collections
 import os
 import shlex
 import threading
@@ -22,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rlm_graph.errors import SandboxError, WorkerCrashed
-from rlm_graph.sandboxes.base import END, BoundedLines, Transport
+from rlm_graph.sandboxes.remote import RemoteTransport
 
 if TYPE_CHECKING:
     from e2b import CommandHandle
@@ -33,7 +32,7 @@ WORKER_SOURCE = Path(__file__).with_name("worker.py")
 _ENV = {"PYTHONHASHSEED": "0", "PYTHONIOENCODING": "utf-8", "PYTHONDONTWRITEBYTECODE": "1"}
 
 
-class E2BTransport(Transport):
+class E2BTransport(RemoteTransport):
     """Start ``worker.py`` in a new E2B sandbox; the sandbox is killed on close.
 
     Args:
@@ -73,12 +72,7 @@ class E2BTransport(Transport):
         api_key = api_key or os.environ.get("E2B_API_KEY")
         if not api_key and os.environ.get("E2B_DEBUG", "").lower() != "true":
             raise SandboxError("the e2b sandbox needs an E2B API key: set E2B_API_KEY or pass api_key=...")
-        self.work_dir = work_dir.rstrip("/") or "/"
-        self._lines = BoundedLines()
-        self._err_tail: collections.deque[str] = collections.deque(maxlen=40)
-        self._exit: str | None = None
-        self._done = threading.Event()
-        self._closed = False
+        super().__init__(work_dir)
         self._handle: CommandHandle[None] | None = None
         try:
             self._sbx: Sandbox = Sandbox.create(
@@ -109,20 +103,16 @@ class E2BTransport(Transport):
 
         assert self._handle is not None
         try:
-            self._handle.wait(on_stdout=self._on_stdout, on_stderr=self._on_stderr)
-            self._exit = "exit code 0"
+            self._handle.wait(on_stdout=self._on_stdout, on_stderr=self._state.stderr)
+            exit = "exit code 0"
         except CommandExitException as exc:
-            self._exit = f"exit code {exc.exit_code}" + (f", {exc.error}" if exc.error else "")
+            exit = f"exit code {exc.exit_code}" + (f", {exc.error}" if exc.error else "")
         except Exception as exc:  # the stream broke: sandbox killed, expired or unreachable
-            self._exit = f"the sandbox stream ended: {exc}"
-        self._done.set()
-        self._lines.end()  # a line cut off by the worker's death is not a message
+            exit = f"the sandbox stream ended: {exc}"
+        self._state.ended(exit, self._lines)
 
     def _on_stdout(self, chunk: str) -> None:
         self._lines.feed(chunk.encode("utf-8", "surrogatepass"))
-
-    def _on_stderr(self, chunk: str) -> None:
-        self._err_tail.append(chunk[-500:])
 
     def _upload(self, local_path: Path, remote: str, attempts: int = 3) -> None:
         for attempt in range(1, attempts + 1):
@@ -144,36 +134,7 @@ class E2BTransport(Transport):
         except Exception as exc:
             raise WorkerCrashed(self._crash_message(f"sending to it failed: {exc}")) from exc
 
-    def receive(self, timeout: float | None) -> str | None:
-        line = self._lines.get(timeout)
-        if line is END:
-            raise WorkerCrashed(self._crash_message())
-        return line  # type: ignore[return-value]
-
-    def _crash_message(self, detail: str = "") -> str:
-        self._done.wait(2)
-        reason = self._exit or detail or "no exit status"
-        tail = self.stderr_tail().strip()[-1500:]
-        return f"the e2b sandbox worker died ({reason})" + (f"; its last output:\n{tail}" if tail else "")
-
-    def alive(self) -> bool:
-        return not (self._done.is_set() or self._closed)
-
-    def stderr_tail(self) -> str:
-        return "".join(self._err_tail)
-
-    def put_file(self, local_path: Path, name: str) -> str:
-        if Path(name).name != name or name in ("", ".", "..", "worker.py"):
-            raise SandboxError(f"invalid sandbox file name {name!r}")
-        remote = f"{self.work_dir}/{name}"
-        self._upload(local_path, remote)
-        return remote
-
-    def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        self._lines.close()
+    def _stop(self) -> None:
         # Kill the worker first: a debug sandbox (E2B_DEBUG) ignores kill(), and a real one
         # stops billing only when the sandbox itself is gone.
         stops = [self._handle.kill] if self._handle else []

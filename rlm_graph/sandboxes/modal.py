@@ -17,7 +17,6 @@ token is configured.
 
 from __future__ import annotations
 
-import collections
 import os
 import threading
 import weakref
@@ -25,7 +24,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rlm_graph.errors import SandboxError, WorkerCrashed
-from rlm_graph.sandboxes.base import END, BoundedLines, Transport
+from rlm_graph.sandboxes.base import BoundedLines
+from rlm_graph.sandboxes.remote import RemoteTransport, StreamState
 
 if TYPE_CHECKING:
     import modal
@@ -68,7 +68,7 @@ def modal_token_configured() -> bool:
         return False
 
 
-class ModalTransport(Transport):
+class ModalTransport(RemoteTransport):
     """Start ``worker.py`` in a new Modal sandbox with no network; the sandbox is terminated on close.
 
     Args:
@@ -114,10 +114,7 @@ class ModalTransport(Transport):
             raise SandboxError(MISSING_TOKEN)
         if not work_dir.startswith("/") or "\n" in work_dir:
             raise SandboxError(f"the modal sandbox's work_dir must be an absolute path, not {work_dir!r}")
-        self.work_dir = work_dir.rstrip("/") or "/"
-        self._lines = BoundedLines()
-        self._state = _StreamState()
-        self._closed = False
+        super().__init__(work_dir)
         self._send_lock = threading.Lock()
         self._proc: Any = None
         try:
@@ -170,67 +167,38 @@ class ModalTransport(Transport):
         except Exception as exc:
             raise WorkerCrashed(self._crash_message(f"sending to it failed: {_one_line(exc)}")) from exc
 
-    def receive(self, timeout: float | None) -> str | None:
-        line = self._lines.get(timeout)
-        if line is END:
-            raise WorkerCrashed(self._crash_message())
-        return line  # type: ignore[return-value]
-
-    def _crash_message(self, detail: str = "") -> str:
-        self._state.done.wait(2)
-        reason = self._state.exit or detail or "no exit status"
-        tail = self.stderr_tail().strip()[-1500:]
-        return f"the modal sandbox worker died ({reason})" + (f"; its last output:\n{tail}" if tail else "")
-
-    def alive(self) -> bool:
-        return not (self._state.done.is_set() or self._closed)
-
-    def stderr_tail(self) -> str:
-        return "".join(self._state.err_tail)
-
     def put_file(self, local_path: Path, name: str) -> str:
-        if Path(name).name != name or name in ("", ".", "..", "worker.py") or "\n" in name:
+        """Upload ``local_path`` into the work folder as ``name``; return its path in the sandbox.
+
+        Raises:
+            SandboxError: ``name`` is not a plain file name on one line (or is the worker's), or
+                the upload failed.
+        """
+        if "\n" in name:
             raise SandboxError(f"invalid sandbox file name {name!r}")
-        remote = f"{self.work_dir}/{name}"
-        self._upload(local_path, remote)
-        return remote
+        return super().put_file(local_path, name)
 
-    def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        self._lines.close()
-        self._release()  # runs once, however often close() is called
+    def _stop(self) -> None:
+        self._release()  # runs once, even if the finalizer already ran
 
 
-class _StreamState:
-    """What the reader threads learn about the worker: its exit and its last stderr chunks."""
-
-    def __init__(self) -> None:
-        self.exit: str | None = None
-        self.done = threading.Event()
-        self.err_tail: collections.deque[str] = collections.deque(maxlen=40)
-
-
-def _read_stdout(proc: Any, lines: BoundedLines, state: _StreamState) -> None:
+def _read_stdout(proc: Any, lines: BoundedLines, state: StreamState) -> None:
     """Feed the worker's stdout to ``lines`` chunk by chunk until it ends; then record the exit."""
     try:
         for chunk in proc.stdout:
             lines.feed(chunk if isinstance(chunk, bytes) else chunk.encode("utf-8", "surrogatepass"))
         code = proc.wait()
-        state.exit = f"exit code {code}" + (f" (killed by signal {code - 128})" if code > 128 else "")
+        exit = f"exit code {code}" + (f" (killed by signal {code - 128})" if code > 128 else "")
     except Exception as exc:  # the stream broke: sandbox terminated, expired or unreachable
-        state.exit = f"the sandbox stream ended: {_one_line(exc)}"
-    state.done.set()
-    lines.end()  # a line cut off by the worker's death is not a message
+        exit = f"the sandbox stream ended: {_one_line(exc)}"
+    state.ended(exit, lines)
 
 
-def _read_stderr(proc: Any, state: _StreamState) -> None:
-    """Keep the last stderr chunks (each cut to 500 characters) for crash reports."""
+def _read_stderr(proc: Any, state: StreamState) -> None:
+    """Keep the last stderr chunks for crash reports."""
     try:
         for chunk in proc.stderr:
-            text = chunk.decode("utf-8", "replace") if isinstance(chunk, bytes) else chunk
-            state.err_tail.append(text[-500:])
+            state.stderr(chunk.decode("utf-8", "replace") if isinstance(chunk, bytes) else chunk)
     except Exception:  # the stream ended with the sandbox: the tail so far is what there is
         pass
 
