@@ -5,7 +5,8 @@ and handed to the sandbox; a Python value is written once to a file under the wo
 Other sources (standard input, a folder, a SQL query) are read once on the host by
 :func:`open_source` and written the same way. A child run's context (what a cell passes to
 ``rlm_query``) goes to a content-addressed store: :func:`store_value` writes it once under its
-SHA-256, and the state carries only a :class:`ContextRef`.
+SHA-256, and the state carries only a :class:`ContextRef`. What one run (a root run and every child
+below it) adds to the store is capped too (:data:`MAX_RUN_CHILD_CONTEXT_BYTES`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import os
 import re
 import sys
 import tempfile
+import threading
 from contextlib import closing
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -127,8 +129,23 @@ def _write_atomically(target: Path, data: bytes) -> None:
 #: by the protocol's gate, and the code that asked gets an error (see ``sandboxes/protocol.py``).
 MAX_CHILD_CONTEXT_BYTES = 32 << 20
 
+#: Most bytes the child contexts of one run (a root run and every child below it) may add to the
+#: store, over all its children: a child whose context would pass it is refused inside the cell
+#: that asked (see :func:`child_contexts_over_total`). A context already in the store adds nothing.
+#: Read when a context is stored, so setting ``rlm_graph.contexts.MAX_RUN_CHILD_CONTEXT_BYTES``
+#: changes it for the runs that follow.
+MAX_RUN_CHILD_CONTEXT_BYTES = 1 << 30
+
 #: The store's folder under the work directory.
 STORE_DIR = Path("contexts") / "sha256"
+
+#: Where each run's total (bytes its children's contexts added to the store) is kept, one small
+#: file per run named by the SHA-256 of the root run's id, so a resume goes on from it.
+TOTALS_DIR = Path("contexts") / "totals"
+
+#: One store write at a time in this process: a run's total is checked and raised in one step.
+#: Two processes never serve one run at once (the run lease), so each total has one writer.
+_STORE_LOCK = threading.Lock()
 
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 
@@ -146,32 +163,64 @@ def store_dir(work_dir: str | os.PathLike[str]) -> Path:
     return Path(work_dir) / STORE_DIR
 
 
-def store_value(value: Any, work_dir: str | os.PathLike[str]) -> ContextRef:
+def store_value(value: Any, work_dir: str | os.PathLike[str], *, run: str | None = None) -> ContextRef:
     """Write ``value`` to the store once (an identical context already there is not written
     again); return its reference.
 
+    ``run``: the root run's id of the tree the context is for. What the store writes for it is
+    added to that run's total, which may not pass :data:`MAX_RUN_CHILD_CONTEXT_BYTES`; a context
+    already in the store is not written, so it costs nothing.
+
     Raises:
-        ContextError: the value is not a str or a JSON value, or is over
-            :data:`MAX_CHILD_CONTEXT_BYTES`.
+        ContextError: the value is not a str or a JSON value, is over
+            :data:`MAX_CHILD_CONTEXT_BYTES`, or would take ``run``'s total past its cap.
     """
     data, fmt = encode_value(value)
     if len(data) > MAX_CHILD_CONTEXT_BYTES:
         raise ContextError(child_context_too_big(len(data)))
     ref: ContextRef = {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data), "format": fmt}
     target = store_dir(work_dir) / f"{ref['sha256']}{_SUFFIX[fmt]}"
-    try:
-        present = target.stat().st_size == len(data)
-    except OSError:
-        present = False
-    if not present:
+    with _STORE_LOCK:
+        try:
+            if target.stat().st_size == len(data):
+                return ref
+        except OSError:
+            pass
+        used = 0
+        if run is not None:
+            used = run_total(work_dir, run)
+            if used + len(data) > MAX_RUN_CHILD_CONTEXT_BYTES:
+                raise ContextError(child_contexts_over_total(len(data), used))
         _write_atomically(target, data)
+        if run is not None:
+            _write_atomically(_total_file(work_dir, run), str(used + len(data)).encode("ascii"))
     return ref
+
+
+def run_total(work_dir: str | os.PathLike[str], run: str) -> int:
+    """Bytes the child contexts of run ``run`` (a root run's id) have added to the store so far."""
+    try:
+        return int(_total_file(work_dir, run).read_text("ascii").strip() or 0)
+    except (OSError, ValueError):  # nothing stored for this run yet
+        return 0
+
+
+def _total_file(work_dir: str | os.PathLike[str], run: str) -> Path:
+    return Path(work_dir) / TOTALS_DIR / hashlib.sha256(run.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def child_context_too_big(size: int) -> str:
     """The one line that refuses a child context of ``size`` bytes."""
     return (f"a child context of {size:,} bytes is more than the {MAX_CHILD_CONTEXT_BYTES:,} one rlm_query may pass; "
             "give the child a slice of the data")
+
+
+def child_contexts_over_total(size: int, used: int) -> str:
+    """The one line that refuses a child context of ``size`` bytes when the run's children have
+    already added ``used`` bytes to the store."""
+    cap = MAX_RUN_CHILD_CONTEXT_BYTES
+    return (f"a child context of {size:,} bytes is more than the {max(cap - used, 0):,} left of the {cap:,} the child "
+            "contexts of one run may store; pass the children the same context again (it is stored once) or smaller slices")
 
 
 def stored_path(ref: Any, work_dir: str | os.PathLike[str]) -> Path:

@@ -19,8 +19,9 @@ from typing import Any
 
 import pytest
 
+import rlm_graph.contexts
 from rlm_graph import RLM, ContextError
-from rlm_graph.contexts import MAX_CHILD_CONTEXT_BYTES, STORE_DIR, load_stored, store_value, stored_path
+from rlm_graph.contexts import MAX_CHILD_CONTEXT_BYTES, STORE_DIR, load_stored, run_total, store_value, stored_path
 from rlm_graph.sandboxes.protocol import InvalidRequest, parse
 from tests.conftest import repl
 from tests.scripted_server import ScriptedServer
@@ -137,6 +138,33 @@ def test_a_child_context_over_the_cap_is_refused_inside_the_cell(scripted: Any, 
     assert all(p.stat().st_size < 100 for p in (work / STORE_DIR).iterdir())  # only the small context was stored
 
 
+def test_child_contexts_past_the_run_total_are_refused_inside_the_cell(scripted: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(rlm_graph.contexts, "MAX_RUN_CHILD_CONTEXT_BYTES", 1000)
+    top = [
+        # 600 bytes stored once; the same context again costs nothing
+        repl("a = 'a ' * 300\none = rlm_query('CHILD one', a)\ntwo = rlm_query('CHILD two', a)\nprint(one, two)"),
+        # a new 600-byte context, and a 506-byte prompt that is its own context, pass the total
+        repl("for args in [('CHILD three', 'b ' * 300), ('CHILD ' + 'p' * 500,)]:\n    try:\n        rlm_query(*args)\n"
+             "    except RuntimeError as exc:\n        print('refused:', exc)\nfour = rlm_query('CHILD four', 'c c c')\nprint(four)"),
+        repl("FINAL(f'{one} {two} {four}')"),
+    ]
+    child = [repl("print(len(context.split()))"), repl("FINAL(str(len(context.split())))")]
+    srv = scripted(script({"TOP": top, "CHILD": child}))
+    work = tmp_path / "work"
+    rlm = RLM("scripted", base_url=srv.base_url, max_retries=0, work_dir=work, max_depth=1, grounding_guard=False)
+    result = rlm.completion("ctx", "TOP question", thread_id="t4")
+    assert result.answer == "300 300 3" and result.stopped_by == "final"  # the run goes on after the refusals
+    values = rlm.graph.get_state({"configurable": {"thread_id": "t4"}}).values
+    shown = values["cells"][1]["stdout"]
+    for size in (600, 506):
+        assert f"refused: a child context of {size:,} bytes is more than the 400 left of the 1,000 the child contexts of one run may store" in shown
+    started = [r["prompt"] for r in srv.requests if r["n_messages"] == 2]  # each run's first turn
+    assert sum("CHILD" in q for q in started) == 3 and not any("CHILD three" in q or "ppp" in q for q in started)
+    assert sorted(p.stat().st_size for p in (work / STORE_DIR).iterdir()) == [5, 600]
+    assert run_total(work, values["run_id"]) == 605
+    assert values["n_subcalls"] == 3, values["n_subcalls"]  # the refused children counted as no sub-call
+
+
 def test_the_protocol_gate_caps_a_child_context_and_its_prompt_as_stored() -> None:
     over = MAX_CHILD_CONTEXT_BYTES // 2 + 1  # two bytes a character in UTF-8: over the cap as stored
     line = json.dumps({"type": "request", "id": 4, "kind": "rlm", "prompts": ["p"], "contexts": [["\u00e9" * over]]}, ensure_ascii=False)
@@ -166,6 +194,22 @@ def test_the_store_writes_identical_contexts_once_and_checks_what_it_reads(tmp_p
         stored_path(a, tmp_path)
     with pytest.raises(ContextError, match=r"^a child context of 33,554,433 bytes is more than"):
         store_value("x" * (MAX_CHILD_CONTEXT_BYTES + 1), tmp_path)
+
+
+def test_the_store_counts_what_each_run_adds_and_refuses_past_the_total(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(rlm_graph.contexts, "MAX_RUN_CHILD_CONTEXT_BYTES", 10)
+    store_value("shared", tmp_path)  # stored with no run: counts for none
+    assert store_value("shared", tmp_path, run="r1")["size"] == 6 and run_total(tmp_path, "r1") == 0
+    store_value("abcdef", tmp_path, run="r1")
+    store_value("abcdef", tmp_path, run="r1")  # identical: not written again, not counted again
+    assert run_total(tmp_path, "r1") == 6
+    with pytest.raises(ContextError, match=r"^a child context of 5 bytes is more than the 4 left of the 10 the child contexts of one run may store; "):
+        store_value("12345", tmp_path, run="r1")
+    assert run_total(tmp_path, "r1") == 6 and not list((tmp_path / STORE_DIR).glob("5994471abb*"))
+    store_value("1234", tmp_path, run="r1")  # exactly at the total: fits
+    assert run_total(tmp_path, "r1") == 10
+    assert store_value("12345", tmp_path, run="r2")["size"] == 5  # each run has its own total
+    assert store_value("1234", tmp_path, run="r1")["size"] == 4  # already stored: still free at the cap
 
 
 # -- resume in a new process ---------------------------------------------------------------------

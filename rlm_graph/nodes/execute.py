@@ -14,8 +14,8 @@ from typing import Any, Literal
 from langgraph.runtime import Runtime
 from langgraph.types import interrupt
 
-from rlm_graph.contexts import store_value
-from rlm_graph.errors import SandboxTimeout, WorkerCrashed
+from rlm_graph.contexts import ContextRef, store_value
+from rlm_graph.errors import ContextError, SandboxTimeout, WorkerCrashed
 from rlm_graph.graph import prompts
 from rlm_graph.graph.bindings import Bindings, RunSettings
 from rlm_graph.graph.ledger import Account, Spend
@@ -142,18 +142,31 @@ def execute(state: RLMState, runtime: Runtime[RLMContext], *, defaults: Bindings
         refused = set(keys[refused_from:]) - set(answers) - set(reserved) if refused_from is not None else set()
         if refused:
             update["answers"] = {k: {"text": "", "error": error, "refused": True, "seconds": 0.0} for k in refused}
+        # A child's context goes to the content-addressed store, once; the state carries its digest.
+        # One that would take the run's total past its cap is answered with the error instead.
+        tree = state.get("tree") or state["run_id"]
+        stored: dict[str, ContextRef | None] = {}
+        for key, c in zip(keys, contexts):
+            if key in answers or key in refused:
+                continue
+            try:
+                stored[key] = store_value(c, ctx.work_dir, run=tree) if req.kind == "rlm" and c is not None else None
+            except ContextError as exc:
+                if key in holds:
+                    account.release(key)
+                    del holds[key]
+                update.setdefault("answers", {})[key] = {"text": "", "error": str(exc), "seconds": 0.0, "child": None}
         if holds:
             update["reserved"] = {k: h.as_dict() for k, h in holds.items()}
         child_limits = _child_limits(limits, state)  # the same for every prompt of the request
-        ref: BudgetRef = {"tree": state.get("tree") or state["run_id"], "run": state["run_id"], "parent": state.get("parent_run"),
+        ref: BudgetRef = {"tree": tree, "run": state["run_id"], "parent": state.get("parent_run"),
                           "base": account.ledger.book(state["run_id"]).as_dict()}
-        # A child's context goes to the content-addressed store, once; the state carries its digest.
         pending = [
             {"key": key, "kind": req.kind, "prompt": p, "depth": depth, "run_id": state["run_id"], "limits": child_limits,
-             "context_ref": store_value(c, ctx.work_dir) if req.kind == "rlm" and c is not None else None,
+             "context_ref": stored[key],
              "budget": {**ref, "hold": (holds.get(key) or Spend.from_dict(reserved.get(key))).as_dict()}}
-            for key, p, c in zip(keys, req.prompts, contexts)
-            if key not in answers and key not in refused
+            for key, p in zip(keys, req.prompts)
+            if key in stored
         ]
         return {**update, "active": {**active, "requests": requests}, "pending": pending}
 

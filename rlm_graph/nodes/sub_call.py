@@ -18,7 +18,7 @@ from langchain_core.messages import HumanMessage
 from langgraph.runtime import Runtime
 
 from rlm_graph.contexts import ContextRef, load_stored, store_value, stored_path
-from rlm_graph.errors import ModelError
+from rlm_graph.errors import ContextError, ModelError
 from rlm_graph.graph.bindings import Bindings, RunSettings
 from rlm_graph.graph.ledger import Account, Spend, spend_of
 from rlm_graph.graph.runtime import concurrency_slot, settings_of, task_account, trace_config
@@ -85,22 +85,36 @@ def _child_ref(task: Pending, work_dir: str) -> ContextRef:
     """Where the child's context is stored; with none given, its prompt is its context.
 
     A stored context is looked for before the child starts (or carries on after a resume), so a
-    missing file is one clear error before any call is made.
+    missing file is one clear error before any call is made. A prompt stored as the context counts
+    against the run's total like any child context.
+
+    Raises:
+        ContextError: the stored context is missing or changed, or the prompt would take the
+            run's total past :data:`~rlm_graph.contexts.MAX_RUN_CHILD_CONTEXT_BYTES`.
     """
     ref = task.get("context_ref")
     if ref is not None:
         stored_path(ref, work_dir)
         return ref
     inline = task.get("context")  # type: ignore[typeddict-item]  # a fan-out saved before the store held it inline
-    return store_value(inline if inline is not None else task["prompt"], work_dir)
+    tree = (task.get("budget") or {}).get("tree") or task.get("run_id")
+    return store_value(inline if inline is not None else task["prompt"], work_dir, run=tree)
 
 
 def _child_run(task: Pending, graph: Any, depth: int, start: float, account: Account, hold: Spend, work_dir: str) -> dict[str, Any]:
     ref = task.get("budget") or {}
+    try:
+        context_ref = _child_ref(task, work_dir)
+    except ContextError as exc:
+        if task.get("context_ref") is not None:
+            raise  # a stored context gone missing: the run stops with that one line
+        account.release(task["key"], folded=hold)  # the child does not run: nothing spent
+        answer = {"text": "", "error": str(exc), "seconds": round(time.monotonic() - start, 3), "child": None}
+        return {"answers": {task["key"]: answer}, "reserved": {task["key"]: None}}
     child_input = {
         "query": task["prompt"],
         # the child's state holds the digest; its sandbox loads the stored file
-        "context_ref": _child_ref(task, work_dir),
+        "context_ref": context_ref,
         "depth": depth + 1,
         # the child draws on its tree's ledger: every run of the tree reserves from one budget
         "parent": {"tree": ref.get("tree") or task.get("run_id"), "run_id": ref.get("run") or task.get("run_id"), "limits": task.get("limits") or {}},
