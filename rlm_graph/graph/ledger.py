@@ -116,11 +116,36 @@ def worst_case(
 
 @dataclass
 class _Book:
-    """One run's part of a tree's ledger."""
+    """One run's part of a tree's ledger.
+
+    ``holding`` is the sum of ``held``, kept as holds come and go (:meth:`hold`, :meth:`take`):
+    a fan-out reserves its prompts one by one, each checked against the total, and summing every
+    hold for each of them cost time quadratic in the fan-out's width. Every amount is a multiple
+    of 1e-10 USD rounded to it at each step, so the running sum is the one a fresh sum gives.
+    """
 
     parent: str | None
     settled: Spend = Spend()
     held: dict[str, Spend] = field(default_factory=dict)
+    holding: Spend = Spend()
+
+    def __post_init__(self) -> None:
+        self.holding = total_of(self.held.values())
+
+    def hold(self, key: str, amount: Spend) -> None:
+        previous = self.held.get(key)
+        if previous is not None:
+            self.holding = self.holding - previous
+        self.held[key] = amount
+        self.holding = self.holding + amount
+
+    def take(self, key: str) -> Spend:
+        amount = self.held.pop(key)
+        self.holding = self.holding - amount if self.held else Spend()
+        return amount
+
+    def total(self) -> Spend:
+        return self.settled + self.holding
 
 
 class Ledger:
@@ -143,19 +168,19 @@ class Ledger:
             return self._total()
 
     def _total(self) -> Spend:
-        return total_of(b.settled + total_of(b.held.values()) for b in self._books.values())
+        return total_of(b.total() for b in self._books.values())
 
     def held(self, run: str | None = None) -> Spend:
         """What is reserved and not yet settled (in one run's book, or in all)."""
         with self._lock:
             books = [self._books[run]] if run is not None and run in self._books else ([] if run is not None else list(self._books.values()))
-            return total_of(s for b in books for s in b.held.values())
+            return total_of(b.holding for b in books)
 
     def book(self, run: str) -> Spend:
         """One run's settled spend plus its holds."""
         with self._lock:
             b = self._books.get(run)
-            return Spend() if b is None else b.settled + total_of(b.held.values())
+            return Spend() if b is None else b.total()
 
     def has(self, run: str) -> bool:
         with self._lock:
@@ -220,7 +245,7 @@ class Ledger:
         with self._lock:
             refusal = over(self.limits, self._total() + amount)
             if refusal is None:
-                self._book(run).held[key] = amount
+                self._book(run).hold(key, amount)
             return refusal
 
     def settle(self, run: str, key: str, actual: Spend, *, folded: Spend | None = None) -> None:
@@ -232,7 +257,7 @@ class Ledger:
         with self._lock:
             book = self._book(run)
             if key in book.held:
-                book.held.pop(key)
+                book.take(key)
                 book.settled = book.settled + actual
             else:
                 book.settled = book.settled + actual - (folded or Spend())
