@@ -6,8 +6,9 @@ The job (a JSON file, or stdin) is the same one the reference library's driver (
      "runs": 1, "warmup": 0, "checkpointer": null | "sqlite" | "postgresql://...", "work_dir": ...,
      "max_iterations": 40, "max_concurrency": 16, "thread_id": null, "resume": false}
 
-It prints one JSON object: ``{"runs": [{"answer", "started", "ended", "iterations", ...}], ...}``.
-Times are ``time.monotonic()`` readings, comparable with the loopback server's in another process.
+It prints one JSON object: ``{"runs": [{"answer", "started", "ended", "cpu_s", "iterations", ...}], ...}``.
+Times are ``time.monotonic()`` readings, comparable with the loopback server's in another process;
+``cpu_s`` is the CPU time this process (all its threads, not the sandbox worker) used in the run.
 """
 
 from __future__ import annotations
@@ -55,19 +56,20 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     ready = time.monotonic()
     runs = []
     for i in range(int(job.get("warmup", 0)) + int(job.get("runs", 1))):
-        started = time.monotonic()
+        started, cpu = time.monotonic(), time.process_time()
         if job.get("resume"):
             result = rlm.resume(job["thread_id"])
         else:
             thread_id = job.get("thread_id") or uuid.uuid4().hex[:16]
             result = rlm.completion(_context(job["context"]), job.get("query") or "q", thread_id=thread_id)
-        ended = time.monotonic()
+        ended, cpu = time.monotonic(), time.process_time() - cpu
         runs.append(
             {
                 "warmup": i < int(job.get("warmup", 0)),
                 "answer": result.answer,
                 "started": started,
                 "ended": ended,
+                "cpu_s": round(cpu, 6),
                 "iterations": result.iterations,
                 "subcalls": result.subcalls,
                 "stopped_by": result.stopped_by,
