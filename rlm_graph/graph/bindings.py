@@ -87,8 +87,18 @@ class Bindings:
         return replace(base, **{k: v for k, v in named.items() if k != "limits"}, limits=Limits.from_dict(limits))
 
     def resolve(self, ctx: RLMContext) -> RunSettings:
-        """The settings a node reads for a run with context ``ctx``."""
+        """The settings a node reads for a run with context ``ctx``.
+
+        A run that names no setting reads the graph's own: those are resolved once (every node
+        and every ``sub_call`` task of a fan-out asks for them), their models with them.
+        """
+        if ctx is self.base:
+            return self._base_run
         return RunSettings(ctx, self)
+
+    @cached_property
+    def _base_run(self) -> RunSettings:
+        return RunSettings(self.base, self)
 
     def models_for(self, ctx: RLMContext) -> tuple[ModelSpec, ModelSpec]:
         """The root and sub-model for ``ctx``: bound instances unless it names other specs."""
