@@ -117,31 +117,18 @@ def safe_text(text: str) -> str:
 def safe_value(value: Any) -> Any:
     """``value`` with :func:`safe_text` applied to every string in it, dict keys included.
 
-    Containers are rebuilt only where something changed, so a clean value is returned as is. A
-    container that appears more than once (a fan-out's tasks share their limits) is walked once.
+    Containers are rebuilt only where something changed, so a clean value is returned as is.
     """
-    return _safe(value, {})
-
-
-def _safe(value: Any, seen: dict[int, Any]) -> Any:
     if isinstance(value, str):
         return safe_text(value)
-    if not isinstance(value, (dict, list, tuple)):
-        return value
-    done = seen.get(id(value))
-    if done is not None and done[0] is value:
-        return done[1]
     if isinstance(value, dict):
-        items = [(_safe(k, seen), _safe(v, seen)) for k, v in value.items()]
+        items = [(safe_value(k), safe_value(v)) for k, v in value.items()]
         if all(k is k0 and v is v0 for (k, v), (k0, v0) in zip(items, value.items())):
-            out: Any = value
-        else:
-            out = type(value)(items) if type(value) is dict else dict(items)
-    else:
-        elements = [_safe(v, seen) for v in value]
-        if all(a is b for a, b in zip(elements, value)):
-            out = value
-        else:
-            out = tuple(elements) if isinstance(value, tuple) else elements
-    seen[id(value)] = (value, out)  # the value is kept with it: its id cannot be reused meanwhile
-    return out
+            return value
+        return type(value)(items) if type(value) is dict else dict(items)
+    if isinstance(value, (list, tuple)):
+        items = [safe_value(v) for v in value]
+        if all(a is b for a, b in zip(items, value)):
+            return value
+        return tuple(items) if isinstance(value, tuple) else items
+    return value

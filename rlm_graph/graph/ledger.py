@@ -289,16 +289,12 @@ _LEDGERS: dict[str, Ledger] = {}
 _LEDGERS_LOCK = threading.Lock()
 
 
-def ledger_for(tree: str, limits: Limits | Callable[[], Limits]) -> Ledger:
-    """The process's ledger for a tree of runs (the root run's id), opened on first use.
-
-    ``limits`` may be a function giving them, called only when the ledger is opened (every
-    ``sub_call`` task looks its ledger up; building and checking limits for each was wasted).
-    """
+def ledger_for(tree: str, limits: Limits) -> Ledger:
+    """The process's ledger for a tree of runs (the root run's id), opened on first use."""
     with _LEDGERS_LOCK:
         ledger = _LEDGERS.get(tree)
         if ledger is None:
-            ledger = _LEDGERS[tree] = Ledger(limits() if callable(limits) else limits)
+            ledger = _LEDGERS[tree] = Ledger(limits)
         return ledger
 
 

@@ -311,7 +311,7 @@ def task_account(task: Pending) -> Account:
     """The book a ``sub_call`` task settles in; opened from the task's snapshot in a new process."""
     ref = task.get("budget") or {}
     run = ref.get("run") or task.get("run_id") or ""
-    ledger = ledger_for(ref.get("tree") or run, lambda: Limits.from_dict(task.get("limits")))
+    ledger = ledger_for(ref.get("tree") or run, Limits.from_dict(task.get("limits")))
     ledger.ensure(run, parent=ref.get("parent"), settled=Spend.from_dict(ref.get("base")), finished=lambda: _finished_siblings(task))
     return Account(ledger, run)
 
