@@ -508,7 +508,9 @@ def _count(word: str, source, flags: int, cap: int = 1000) -> int:
 
 
 #: An output line that reads as an empty result: 0, [], {}, set(), '' or None.
-_EMPTY_LINE = re.compile(r"^\s*(?:\(?0\)?|\[\]|\{\}|set\(\)|''|\"\"|None|0 of \d+)\s*$", re.MULTILINE)
+#: An output line that says a filter kept nothing: 0, 0.0, [], {}, None, "0 of 120", or one of these
+#: after a short label ("total: 0", "Count = 0.00").
+_EMPTY_LINE = re.compile(r"^\s*(?:[\w ()'\"-]{0,40}[:=]\s*)?(?:\(?0(?:\.0+)?\)?|\[\]|\{\}|set\(\)|''|\"\"|None|0 of \d+)\s*$", re.MULTILINE)
 _LOWERED: dict = {}
 
 
@@ -539,6 +541,42 @@ def _is_lower_call(node) -> bool:
     return isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in ("lower", "casefold")
 
 
+def _str_const(node) -> bool:
+    return isinstance(node, ast.Constant) and isinstance(node.value, str)
+
+
+def _is_field(node) -> bool:
+    """True for a row's field, maybe cleaned: ``row["k"]``, ``parts[2].strip().lower()``, ``r.get("k")``."""
+    while isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+        if node.func.attr == "get":
+            return True
+        node = node.func.value
+    return isinstance(node, ast.Subscript)
+
+
+def _filter_literals(tree) -> list:
+    """The string literals a cell filters the data by, each with whether the text it is compared
+    with was lower-cased: ``"x" in line``, ``row["k"] == "x"`` (either side), ``s.startswith("x")``
+    (or a tuple of prefixes; ``endswith`` alike)."""
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Compare) and len(node.ops) == 1:
+            left, op, right = node.left, node.ops[0], node.comparators[0]
+            if isinstance(op, (ast.In, ast.NotIn)) and _str_const(left):
+                found.append((left.value, _is_lower_call(right)))
+            elif isinstance(op, (ast.Eq, ast.NotEq)):  # only a field of a row: a reply == "yes" is not about the data
+                if _str_const(right) and _is_field(left):
+                    found.append((right.value, _is_lower_call(left)))
+                elif _str_const(left) and _is_field(right):
+                    found.append((left.value, _is_lower_call(right)))
+        elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+              and node.func.attr in ("startswith", "endswith") and node.args):
+            arg = node.args[0]
+            consts = [arg] if _str_const(arg) else [e for e in arg.elts if _str_const(e)] if isinstance(arg, ast.Tuple) else []
+            found.extend((c.value, _is_lower_call(node.func.value)) for c in consts)
+    return found
+
+
 def _audit(code: str, stdout: str) -> list:
     """Notes on a cell's text filters that cannot match: the commonest silent mistake of a small
     model is ``"ERROR" in line.lower()`` (never true) or a literal the data spells otherwise. The
@@ -548,13 +586,7 @@ def _audit(code: str, stdout: str) -> list:
     except (SyntaxError, ValueError):
         return []
     notes, literals = [], []
-    for node in ast.walk(tree):
-        if not (isinstance(node, ast.Compare) and isinstance(node.left, ast.Constant) and isinstance(node.left.value, str)):
-            continue
-        if not any(isinstance(op, (ast.In, ast.NotIn)) for op in node.ops):
-            continue
-        lit = node.left.value
-        lowered = _is_lower_call(node.comparators[0])
+    for lit, lowered in _filter_literals(tree):
         if lowered and lit != lit.lower():
             notes.append("note: %r has capital letters but is compared with lower-cased text (.lower()), so it never "
                          "matches: write %r, or use search(%r)." % (lit, lit.lower(), lit))

@@ -62,3 +62,29 @@ def test_a_csv_header_is_described_as_columns(sandbox: Start, tmp_path: Path) ->
     assert meta["columns"] == ["date", "customer", "amount"] and meta["separator"] == ","
     plain = _loaded(sandbox, tmp_path, "1,2,3\n4,5,6\n")  # numbers are rows, not a header
     assert "columns" not in plain.context_meta
+
+
+CSV = "order_id,date,customer,amount\n" + "\n".join(
+    f"{100 + i},2024-0{i % 3 + 1}-1{i % 9},{['Blue Traders', 'Blue Foods', 'Acme Ltd'][i % 3]},{10 + i}.50" for i in range(30)
+) + "\n"
+
+
+def test_a_field_compared_with_another_spelling_gets_a_note_when_the_total_is_zero(sandbox: Start, tmp_path: Path) -> None:
+    session = _loaded(sandbox, tmp_path, CSV)
+    rows = "import csv, io\nrows = list(csv.DictReader(io.StringIO(context)))\n"
+    # the question wrote the customer in capitals; the data does not: the sum is 0 and a note says why
+    out = run(session, 0, rows + 'total = sum(float(r["amount"]) for r in rows if r["customer"] == "BLUE TRADERS")\nprint("total:", total)')
+    assert out.stdout.strip() == "total: 0"
+    assert "'BLUE TRADERS' is not in `context` with these capitals" in out.stderr and "'blue traders'" in out.stderr
+    # a lower-cased field compared with a capitalised literal can never be equal
+    out = run(session, 1, 'print(sum(1 for r in rows if r["customer"].strip().lower() == "Blue Foods"))')
+    assert out.stdout.strip() == "0" and "'Blue Foods' has capital letters" in out.stderr
+    # a month written as words never starts an ISO date
+    out = run(session, 2, 'print(sum(float(r["amount"]) for r in rows if r["date"].startswith(("March 2024", "Mar 2024"))))')
+    assert out.stdout.strip() == "0" and "'March 2024' does not occur in `context` as written" in out.stderr
+    # the same filters written right get no note
+    out = run(session, 3, 'print(sum(1 for r in rows if r["customer"] == "Blue Traders" and r["date"].startswith("2024-01")))')
+    assert out.stdout.strip() == "10" and "note:" not in out.stderr
+    # a model's reply compared with "yes" is not a filter over the data: no note, even at zero
+    out = run(session, 4, 'replies = ["no", "no"]\nprint(sum(r.strip().lower() == "yes" for r in replies))')
+    assert out.stdout.strip() == "0" and "note:" not in out.stderr
