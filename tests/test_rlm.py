@@ -627,3 +627,23 @@ def test_a_final_of_an_unknown_name_in_a_code_block_repeated_is_a_stuck_loop(rlm
     rlm, srv = rlm_for([repl("print(search('x'))"), block, block, block, block, "FINAL(B28)"], max_iterations=20)
     result = rlm.completion("a text with no such word", "What is the boarding gate of the Aster sleeper?")
     assert result.stopped_by == "stuck_loop" and len(srv.root_requests()) <= 6
+
+
+def test_a_first_step_answer_goes_back_once_with_what_the_context_says_about_it(rlm_for: Any) -> None:
+    # Seen on the 1.5B model (dev-multihop-person_country-text): it found "Kofi Vogel lives in Penwick." and
+    # answered Penwick to "In which country does Kofi Vogel live?".
+    text = "Kofi Vogel lives in Penwick.\nrain\nAna Silva lives in Penwick.\nPenwick is a city in Brazil.\nOslo lies in Norway.\n"
+    rlm, srv = rlm_for([repl("print(search('Kofi Vogel'))"), "FINAL(Penwick)", "FINAL(Brazil)"], sub=lambda p: "name", answer_check=True)
+    result = rlm.completion(text, "In which country does KOFI VOGEL live?")
+    note = srv.root_requests()[2]["prompt"]
+    assert "Your answer 'Penwick' is what the context says about Kofi Vogel itself" in note
+    assert "  Penwick is a city in Brazil." in note and "Ana Silva" not in note
+    assert result.answer == "Brazil" and result.confirmed is True and result.cells == 1
+    # a model that gives the same answer again is believed (the note is sent once)
+    rlm, srv = rlm_for([repl("print(search('Kofi Vogel'))"), "FINAL(Penwick)", "FINAL(Penwick)"], sub=lambda p: "name", answer_check=True)
+    assert rlm.completion(text, "In which country does KOFI VOGEL live?").answer == "Penwick" and len(srv.root_requests()) == 3
+    # a one-step lookup whose answer the context says nothing else about ends at once; without answer_check no note
+    rlm, srv = rlm_for([repl("print(search('Kofi Vogel'))"), "FINAL(Penwick)"], sub=lambda p: "name", answer_check=True)
+    assert rlm.completion("Kofi Vogel lives in Penwick.\nrain\n", "Where does Kofi Vogel live?").iterations == 2
+    rlm, srv = rlm_for([repl("print(search('Kofi Vogel'))"), "FINAL(Penwick)"], sub=lambda p: "name")
+    assert rlm.completion(text, "In which country does KOFI VOGEL live?").answer == "Penwick"

@@ -253,3 +253,71 @@ def snippets(line: str, terms: list[str], window: int = 150, most: int = 3) -> l
     spans = sorted({m.start() for t in terms for m in _loose(t).finditer(line)})[:most]
     return [("..." if s > window else "") + line[max(0, s - window): s + window] + ("..." if s + window < len(line) else "") for s in spans] or [line[: 2 * window]]
 
+
+
+_RELATION_WORD = re.compile(r"[a-z]{4,}")
+
+
+def _stems(text: str) -> set[str]:
+    """The words of four letters or more, cut to four ("managed" and "manages", "lived" and "lives" alike)."""
+    return {w[:4] for w in _RELATION_WORD.findall(text.lower())}
+
+
+def next_hop_lines(query: str, answer: str, hits: list[str], most: int = 5) -> tuple[str, list[str]] | None:
+    """Lines about a lookup's answer that say something else than what named it: a second step.
+
+    ``hits`` are the context's lines (or windows) that mention ``answer``. The question's key words
+    are tried in turn as its subject: the hits that name it are where the answer came from ("Kofi
+    Vogel lives in Penwick"). Another hit that holds all the other words of one of those says the
+    same thing about someone else ("Ana Silva lives in Penwick"); the rest say something else about
+    the answer ("Penwick is a city in Brazil"). Returns the subject as a line writes it and those
+    lines (fewest words shared with the subject's lines first, then most words of the question), or
+    None: not a lookup, a number, a yes/no, an answer no subject's line holds (a second step already
+    taken), or no such line.
+    """
+    text = answer.strip().strip("'\"")
+    if not text or not is_lookup(query) or _NUMBER.fullmatch(text) or len(text.split()) > 4 or text.lower() in ("yes", "no"):
+        return None
+    hits = [h for h in hits if _loose(text).search(h)]
+    for term in key_terms(query, 4):
+        if _loose(term).search(text) or _loose(text).search(term):
+            continue
+        mine = [h for h in hits if _loose(term).search(h)]
+        if not mine or len(mine) > max(2, len(hits) // 3):  # a subject is named in few of the hits
+            continue
+        named = _name_around(mine[0], term)
+        if named is None:  # the data writes a subject as a name ("Kofi Vogel"), not a word ("country")
+            continue
+        skip = _stems(named) | _stems(text) | {w[:4] for w in _STOP}
+        relations = [r for r in (_stems(h) - skip for h in mine) if r]
+        asked = _stems(query) - skip
+        other = []
+        for h in hits:
+            words = _stems(h)
+            if h in mine or any(r <= words for r in relations):
+                continue  # the subject's own line, or the same thing said about someone else
+            shared = set().union(*relations) & words
+            other.append((len(shared), -len(asked & words), h))
+        if other:
+            return named, [h for _, _, h in sorted(other, key=lambda x: x[:2])[:most]]
+    return None
+
+
+def _name_around(line: str, term: str) -> str | None:
+    """``term`` as ``line`` writes it, widened to the capitalised words around it ("vogel" in "Kofi
+    Vogel lives" gives "Kofi Vogel"); None when the line writes it without a capital."""
+    m = _loose(term).search(line)
+    if m is None or not m.group(0)[:1].isupper():
+        return None
+    start, end = m.start(), m.end()
+    while True:
+        left = re.search(r"(?:[A-Z][\w'-]*|[A-Z]\.)\s+$", line[:start])
+        if not left:
+            break
+        start = left.start()
+    while True:
+        right = re.match(r"\s+(?:[A-Z][\w'-]*|[A-Z]\.)", line[end:])
+        if not right:
+            break
+        end += right.end()
+    return re.sub(r"['’]s$", "", line[start:end])

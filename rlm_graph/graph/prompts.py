@@ -190,6 +190,15 @@ FIELD_COUNT_NOTE = (
     "asks for something more, count it with code and reply with FINAL and the number it prints."
 )
 
+#: The first words of the next-step note: it is sent once per run.
+NEXT_HOP_MARK = "is what the context says about"
+NEXT_HOP_NOTE = (
+    "Your answer {answer!r} " + NEXT_HOP_MARK + " {subject} itself. The question may ask one step further, "
+    "about {answer}. Other lines of the context about {answer}:\n{lines}\nIf the question asks for something "
+    "these lines say about {answer} (for example a place's country), reply with FINAL and that value. If "
+    "{answer} itself answers the question, reply FINAL({answer}) again."
+)
+
 #: The first words of the judge note: it is sent once per run.
 JUDGE_MARK = "Counting by words in the text cannot answer this"
 JUDGE_NOTE = (

@@ -492,6 +492,11 @@ def peek(state: RLMState, ctx: RunSettings, terms: list[str]) -> tuple[str | Non
     return _peek_run(state, ctx, _PEEK.format(terms=list(terms)))
 
 
+def peek_code(state: RLMState, ctx: RunSettings, code: str) -> tuple[str | None, Charges]:
+    """Run read-only runner ``code`` in the live sandbox, outside the run's record (see :func:`peek`)."""
+    return _peek_run(state, ctx, code)
+
+
 def _peek_run(state: RLMState, ctx: RunSettings, code: str) -> tuple[str | None, Charges]:
     """Run runner ``code`` in the live sandbox, outside the run's record (see :func:`peek`).
 

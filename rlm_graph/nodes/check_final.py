@@ -20,6 +20,7 @@ from rlm_graph.graph.answers import (
     key_terms,
     mentions_any,
     never_looked,
+    next_hop_lines,
     non_answer,
     search_hint,
     snippets,
@@ -28,7 +29,7 @@ from rlm_graph.graph.answers import (
 )
 from rlm_graph.graph.parsing import find_final
 from rlm_graph.graph.ledger import BudgetSpent
-from rlm_graph.graph.runtime import Charges, budgeted_call, close_session, field_count, judge_count, open_session, peek, reached_limit, run_account, settings_of
+from rlm_graph.graph.runtime import Charges, budgeted_call, close_session, field_count, judge_count, open_session, peek, peek_code, reached_limit, run_account, settings_of
 from rlm_graph.graph.settings import Limits, RLMContext
 from rlm_graph.graph.state import RLMState, add_usage
 from rlm_graph.models.calls import ContextOverflow
@@ -88,7 +89,7 @@ def _notes_with(state: RLMState, mark: str) -> list[str]:
 
 def _runner_said(state: RLMState) -> str:
     """What the runner's own searches showed the model, in its notes."""
-    return "\n".join(_notes_with(state, "The runner searched"))
+    return "\n".join(_notes_with(state, "The runner searched") + _notes_with(state, prompts.NEXT_HOP_MARK))
 
 
 def _search_hits(found: str | None) -> str | None:
@@ -205,6 +206,11 @@ def check_final(state: RLMState, runtime: Runtime[RLMContext], *, defaults: Bind
             return {"final_answer": answer, "stopped_by": "final", "confirmed": False, "proposed": None}
         answer = extract_value(state.get("query", ""), answer, _seen_text(state))
         checks = int(state.get("form_checks") or 0)
+        if checks < 2 and ctx.answer_check and not _context_is_query(state):
+            note, more = _next_hop(state, ctx, answer)
+            spent = _merge_spent(spent, more)
+            if note is not None:
+                return {"messages": ({"role": "user", "content": note},), **spent, "proposed": None, "form_checks": checks + 1}
         if ctx.answer_check and _ignored_judge_note(state, answer):
             # The model answered again with no sub-call after the judge note (the 1.5B model repeated
             # FINAL(4)): the runner runs judge() itself; its count, from the sub-model, is the answer.
@@ -255,6 +261,41 @@ def check_final(state: RLMState, runtime: Runtime[RLMContext], *, defaults: Bind
         return {"messages": ({"role": "user", "content": note},)}
     return {}
 
+
+
+_HITS = """\
+for _x in search({answer!r})[:60]:
+    print(str(_x)[:400].replace("\\n", " "))
+"""
+
+
+def _next_hop(state: RLMState, ctx: RunSettings, answer: str) -> tuple[str | None, dict[str, Any]]:
+    """A note when a lookup's answer is the first of two steps (once per run).
+
+    The 1.5B model answered "Penwick" to "In which country does Kofi Vogel live?" after finding
+    "Kofi Vogel lives in Penwick": the runner searches the context for the answer and, when other
+    lines say something else about it ("Penwick is a city in Brazil"), shows them and asks whether
+    the question goes one step further. A model that repeats its answer is believed.
+    """
+    query = state.get("query", "")
+    if _notes_with(state, prompts.NEXT_HOP_MARK) or not is_lookup(query) or asks_yes_no(query):
+        return None, {}
+    if re.fullmatch(r"[\d.,\s%$-]+", answer.strip()) or len(answer.split()) > 4:
+        return None, {}
+    found, charges = _peek_hits(state, ctx, answer.strip().strip("'\""))
+    spent = _spent(charges)
+    hop = next_hop_lines(query, answer, found) if found else None
+    if hop is None:
+        return None, spent
+    subject, lines = hop
+    shown = "\n".join("  " + line[:300] for line in lines)
+    return prompts.NEXT_HOP_NOTE.format(answer=answer.strip(), subject=subject, lines=shown), spent
+
+
+def _peek_hits(state: RLMState, ctx: RunSettings, answer: str) -> tuple[list[str], Charges]:
+    """The context's lines (windows on long lines) that mention ``answer``, by the runner's search."""
+    out, charges = peek_code(state, ctx, _HITS.format(answer=answer))
+    return ([line for line in (out or "").splitlines() if line.strip()], charges)
 
 
 def _ignored_judge_note(state: RLMState, answer: str) -> bool:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rlm_graph.graph.answers import asks_yes_no, extract_value, key_terms, non_answer, search_hint, stated_value, uncounted
+from rlm_graph.graph.answers import asks_yes_no, extract_value, key_terms, next_hop_lines, non_answer, search_hint, stated_value, uncounted
 
 
 @pytest.mark.parametrize(
@@ -100,3 +100,23 @@ def test_key_terms_do_not_join_names_across_sentences_but_keep_initials() -> Non
 
     assert key_terms("Count the errors logged by CATALOG. Reply with just the number.", 2) == ["CATALOG", "errors"]
     assert key_terms("Which country is GIANNI S. PETROV's home city in? Reply with just the name.", 1) == ["GIANNI S. PETROV"]
+
+
+def test_next_hop_lines_are_what_the_context_says_else_about_a_first_step_answer() -> None:
+    lines = ["Kofi Vogel lives in Penwick.", "Ana Silva lives in Penwick.", "Cy Do has lived in Penwick since childhood.",
+             "Penwick is a city in Brazil.", "Kofi Vogel's home is in Penwick."]
+    # the subject's own lines and the same fact about other people are left out; the second step is kept
+    assert next_hop_lines("in which country does kofi vogel live?", "Penwick", lines) == ("Kofi Vogel", ["Penwick is a city in Brazil."])
+    records = ['{"type": "person", "name": "Kofi Vogel", "city": "Penwick"}', '{"type": "city", "name": "Penwick", "country": "Brazil"}',
+               '{"type": "person", "name": "Ana Li", "city": "Penwick"}']
+    assert next_hop_lines("Which country is KOFI VOGEL's home city in?", "Penwick", records) == (
+        "Kofi Vogel", ['{"type": "city", "name": "Penwick", "country": "Brazil"}'])
+    team = ["Iris Castillo works on the Garnet team.", "Jo Ng is a member of the Garnet team.", "The Garnet team is managed by Jade Varga."]
+    subject, shown = next_hop_lines("Who manages the team that iris castillo works on?", "Garnet", team) or ("", [])
+    assert subject == "Iris Castillo" and shown[0] == "The Garnet team is managed by Jade Varga."  # most of the question's words first
+    # nothing to say: the answer is the second step already, the same fact repeats, a number, a count question
+    assert next_hop_lines("In which country does Kofi Vogel live?", "Brazil", ["Penwick is a city in Brazil.", "Oslo is in Brazil."]) is None
+    gates = ["The Elm Clipper departs from gate F26.", "The Oak Clipper departs from gate F26."]
+    assert next_hop_lines("What is the boarding gate of the Elm Clipper?", "F26", gates) is None
+    assert next_hop_lines("What is the room of Kofi Vogel?", "4161", ["Kofi Vogel is in room 4161.", "Room 4161 is on floor 4."]) is None
+    assert next_hop_lines("How many people live in Penwick?", "Penwick", lines) is None
