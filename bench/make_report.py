@@ -90,11 +90,11 @@ def collect(results: Path, overhead_file: Path | None, previous: dict[str, Any])
         out["quality_before"] = {"tasks": [_compact(r) for r in before]}
     elif "quality_before" in previous:
         out["quality_before"] = previous["quality_before"]
-    fired = helper_usage(results / "quality" / "trajectories")
+    # A task whose trajectory is here replaces its row; the other tasks' rows stay (like the quality rows).
+    fired = {h["task"]: h for h in previous.get("helpers") or []}
+    fired.update({h["task"]: h for h in helper_usage(results / "quality" / "trajectories")})
     if fired:
-        out["helpers"] = fired
-    elif "helpers" in previous:
-        out["helpers"] = previous["helpers"]
+        out["helpers"] = sorted(fired.values(), key=lambda h: h["task"])
     return out
 
 
@@ -113,6 +113,7 @@ HELPER_MARKERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("answer from code that never looked for the question's words", ("comes from code that never looked for",)),
     ("judge() code given for a count over short texts", ("Counting by words in the text cannot answer this",)),
     ("a table also given as rows (columns, CSV, JSON text)", ("The variable `rows` holds", "the variable `rows` holds it")),
+    ("next-step check (a first-step answer shown what the context says about it)", ("is what the context says about",)),
 )
 
 
