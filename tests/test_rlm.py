@@ -647,3 +647,17 @@ def test_a_first_step_answer_goes_back_once_with_what_the_context_says_about_it(
     assert rlm.completion("Kofi Vogel lives in Penwick.\nrain\n", "Where does Kofi Vogel live?").iterations == 2
     rlm, srv = rlm_for([repl("print(search('Kofi Vogel'))"), "FINAL(Penwick)"], sub=lambda p: "name")
     assert rlm.completion(text, "In which country does KOFI VOGEL live?").answer == "Penwick"
+
+
+def test_an_answer_that_names_the_questions_subject_goes_back_once(rlm_for: Any) -> None:
+    # Seen on the 1.5B model (dev-multihop-employee_manager-docs): it printed "Lena Moreau works on the Lyra team."
+    # and answered Lena Moreau to "Who manages the team that lena moreau works on?".
+    text = "Lena Moreau works on the Lyra team.\nrain\nGianni Berg manages the Lyra team.\n"
+    rlm, srv = rlm_for([repl("print(search('lena moreau'))"), "FINAL(Lena Moreau)", repl("print(search('Lyra'))"), "FINAL(Gianni Berg)"],
+                       sub=lambda p: "name", answer_check=True)
+    result = rlm.completion(text, "Who manages the team that lena moreau works on?")
+    assert "Your answer 'Lena Moreau' is what the question names, not what it asks for" in srv.root_requests()[2]["prompt"]
+    assert result.answer == "Gianni Berg" and result.confirmed is True
+    # the same answer again is believed (one note per run)
+    rlm, srv = rlm_for([repl("print(search('lena moreau'))"), "FINAL(Lena Moreau)", "FINAL(Lena Moreau)"], sub=lambda p: "name", answer_check=True)
+    assert rlm.completion(text, "Who manages the team that lena moreau works on?").answer == "Lena Moreau"

@@ -321,3 +321,17 @@ def _name_around(line: str, term: str) -> str | None:
             break
         end += right.end()
     return re.sub(r"['’]s$", "", line[start:end])
+
+
+def names_the_subject(query: str, answer: str) -> bool:
+    """True if a lookup is answered with what the question itself names ("Who manages the team that
+    lena moreau works on?" answered "Lena Moreau"). Not for a question offering a choice ("... A or
+    B?"), a yes/no, a number, or an answer of fewer than three letters."""
+    text = " ".join(answer.strip().strip("'\"`.").split())
+    if len(re.sub(r"[^A-Za-z]", "", text)) < 3 or _NUMBER.fullmatch(text) or not is_lookup(query):
+        return False
+    if re.search(r"\bor\b|\bwhich of\b|\bbetween\b", query, re.IGNORECASE):
+        return False
+    if text.lower() in _STOP or text.lower() in {w.lower() for w in _FRAME}:
+        return False
+    return _loose(text).pattern != "" and re.search(rf"(?<![\w-]){_loose(text).pattern}(?![\w-])", query, re.IGNORECASE) is not None

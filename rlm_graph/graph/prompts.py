@@ -190,6 +190,13 @@ FIELD_COUNT_NOTE = (
     "asks for something more, count it with code and reply with FINAL and the number it prints."
 )
 
+#: The first words of the subject note: it is sent once per run.
+SUBJECT_MARK = "is what the question names, not what it asks for"
+SUBJECT_NOTE = (
+    "Your answer {answer!r} " + SUBJECT_MARK + ". Read the output lines about {answer} again and reply with "
+    "FINAL and the value the question asks about {answer}; if no line gives it, search for it first."
+)
+
 #: The first words of the next-step note: it is sent once per run.
 NEXT_HOP_MARK = "is what the context says about"
 NEXT_HOP_NOTE = (

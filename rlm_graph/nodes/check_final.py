@@ -19,6 +19,7 @@ from rlm_graph.graph.answers import (
     is_lookup,
     key_terms,
     mentions_any,
+    names_the_subject,
     never_looked,
     next_hop_lines,
     non_answer,
@@ -206,6 +207,11 @@ def check_final(state: RLMState, runtime: Runtime[RLMContext], *, defaults: Bind
             return {"final_answer": answer, "stopped_by": "final", "confirmed": False, "proposed": None}
         answer = extract_value(state.get("query", ""), answer, _seen_text(state))
         checks = int(state.get("form_checks") or 0)
+        if checks < 2 and ctx.answer_check and names_the_subject(state.get("query", ""), answer) and not _notes_with(state, prompts.SUBJECT_MARK):
+            # The 1.5B model printed "Lena Moreau works on the Lyra team." and answered Lena Moreau to
+            # "Who manages the team that lena moreau works on?".
+            note = prompts.SUBJECT_NOTE.format(answer=answer.strip())
+            return {"proposed": None, "form_checks": checks + 1, "messages": ({"role": "user", "content": note},)}
         if checks < 2 and ctx.answer_check and not _context_is_query(state):
             note, more = _next_hop(state, ctx, answer)
             spent = _merge_spent(spent, more)

@@ -4,7 +4,17 @@ from __future__ import annotations
 
 import pytest
 
-from rlm_graph.graph.answers import asks_yes_no, extract_value, key_terms, next_hop_lines, non_answer, search_hint, stated_value, uncounted
+from rlm_graph.graph.answers import (
+    asks_yes_no,
+    extract_value,
+    key_terms,
+    names_the_subject,
+    next_hop_lines,
+    non_answer,
+    search_hint,
+    stated_value,
+    uncounted,
+)
 
 
 @pytest.mark.parametrize(
@@ -120,3 +130,14 @@ def test_next_hop_lines_are_what_the_context_says_else_about_a_first_step_answer
     assert next_hop_lines("What is the boarding gate of the Elm Clipper?", "F26", gates) is None
     assert next_hop_lines("What is the room of Kofi Vogel?", "4161", ["Kofi Vogel is in room 4161.", "Room 4161 is on floor 4."]) is None
     assert next_hop_lines("How many people live in Penwick?", "Penwick", lines) is None
+
+
+def test_an_answer_that_repeats_what_the_question_names_is_the_subject() -> None:
+    assert names_the_subject("Who manages the team that lena moreau works on? Answer with the name only.", "Lena Moreau")
+    assert names_the_subject("In which country does KOFI VOGEL live?", "Vogel")
+    assert names_the_subject("What code gets you into the Rowan-vault?", "Rowan-vault")
+    # the value asked for, a choice the question offers, a count's word, a number: not the subject
+    assert not names_the_subject("Who manages the team that lena moreau works on?", "Gianni Berg")
+    assert not names_the_subject("Which city, Paris or Rome, is older?", "Rome")
+    assert not names_the_subject("How many errors were logged?", "errors")
+    assert not names_the_subject("What is the room of office 4161?", "4161")
