@@ -284,6 +284,8 @@ def describe_context(meta: dict[str, Any]) -> str:
             keys = f" (keys {', '.join(meta['item_keys'][:20])})" if meta.get("item_keys") else ""
             return text + (f" It is JSON text: parse it first, `data = json.loads(context)` gives a dict of "
                            f"{int(meta.get('json_items') or 0):,} keys{keys}; compute over `data`.")
+        if meta.get("lists"):
+            text += _lists(meta["lists"], "titled sections, already split for you: the variable `lists` maps each title to its lines")
         if meta.get("columns"):
             sep = {",": "commas", "\t": "tabs", ";": "semicolons", "|": "bars"}.get(meta.get("separator", ","), "commas")
             text += f" It is a table: a header line with the columns {', '.join(meta['columns'])}, values separated by {sep}."
@@ -295,6 +297,9 @@ def describe_context(meta: dict[str, Any]) -> str:
         keys = meta.get("item_keys")
         if keys:
             extra = f" Each item is a dict with the keys {', '.join(keys)}."
+        if meta.get("lists"):
+            extra += _lists(meta["lists"], "lists by the key that names the list, already grouped for you: the variable "
+                                           "`lists` maps each list's name to its items")
         return f"a list of {length:,} items (iterate over it: `for item in context`).{extra}" + _fields(meta)
     if kind == "dict":
         keys = ", ".join(meta.get("keys") or [])
@@ -303,9 +308,22 @@ def describe_context(meta: dict[str, Any]) -> str:
             n = int(meta.get("value_items") or 0)
             text += (f" Each key holds a list ({n:,} items in the first); when the lists have the same length they are "
                      "columns of one table: row i is context[key][i] for every key.")
-            text += _rows(meta)
+            text += _rows(meta) or SET_HINT.format(a="context[A]", b="context[B]")
         return text + _fields(meta)
     return f"a value of type {kind}."
+
+
+#: How to compare two lists, added where the context is made of lists.
+SET_HINT = (" To compare two lists, with A and B their names: the items in both are set({a}) & set({b}); the items in A "
+            "but not in B are set({a}) - set({b}).")
+
+
+def _lists(lists: dict[str, int], what: str) -> str:
+    """" It is made of N <what>: 'A' (n items), ..." and how to compare two of them."""
+    names = list(lists)
+    shown = ", ".join(f"{name!r} ({n:,})" for name, n in lists.items())
+    hint = SET_HINT.format(a="lists[A]", b="lists[B]") if len(names) >= 2 else ""
+    return f" It is made of {len(names)} {what}: {shown}.{hint}"
 
 
 def _rows(meta: dict[str, Any]) -> str:

@@ -180,6 +180,10 @@ def _meta(meta: dict[str, Any]) -> dict[str, Any]:
         out["value_kind"], out["value_items"] = "list", max(0, meta["value_items"])
     if meta.get("json") in ("list", "dict") and isinstance(meta.get("json_items"), int) and not isinstance(meta["json_items"], bool):
         out["json"], out["json_items"] = meta["json"], max(0, meta["json_items"])
+    lists = meta.get("lists")
+    if isinstance(lists, dict):  # the named lists the worker built: name -> item count
+        out["lists"] = {safe_text(str(name)[:MAX_VAR_NAME]): n for name, n in list(lists.items())[:20]
+                        if isinstance(n, int) and not isinstance(n, bool) and n >= 0}
     for key in ("field_values", "json_values"):
         fields = meta.get(key)
         if isinstance(fields, dict):

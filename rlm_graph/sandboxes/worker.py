@@ -1024,6 +1024,52 @@ def _table_rows(value, meta: dict):
     return None
 
 
+#: A section title line: "=== Title ===", "==> file.txt <==" (head's multi-file form) or a markdown "# Title".
+_SECTION = re.compile(r"^(?:={2,}>?\s*(.+?)\s*<?={2,}|#{1,3}\s+(.+?)\s*#*)\s*$")
+#: At most this many sections or groups make `lists`.
+_LISTS_MAX = 50
+
+
+def _named_lists(value):
+    """The context's named lists, when it is made of them: ``{title: [lines]}`` for a text of titled
+    sections ("=== Stock at the East warehouse ===", "==> east.txt <=="), ``{value: [items]}`` for
+    records of two keys one of which names the list they belong to ({"sku": ..., "list": "east"}).
+    None otherwise. The 1.5B model never found the two lists of a set question in one text."""
+    if isinstance(value, str):
+        if len(value) > _JSON_MAX:
+            return None
+        out, title = {}, None
+        for line in value.split("\n"):
+            m = _SECTION.match(line)
+            if m:
+                title = (m.group(1) or m.group(2)).strip()
+                if title in out or len(out) >= _LISTS_MAX:
+                    return None
+                out[title] = []
+            elif line.strip():
+                if title is None:
+                    return None  # text before the first title: not a text of sections
+                out[title].append(line.strip())
+        return out if len(out) >= 2 and all(len(v) >= 2 for v in out.values()) else None
+    if isinstance(value, list) and len(value) >= 4 and all(isinstance(x, dict) and len(x) == 2 for x in value[:2000]):
+        keys = list(value[0])
+        for name in keys:
+            other = [k for k in keys if k != name][0]
+            groups = {}
+            for x in value:
+                label = x.get(name)
+                if not isinstance(label, str) or other not in x:
+                    groups = None
+                    break
+                groups.setdefault(label, []).append(x[other])
+                if len(groups) > _LISTS_MAX:
+                    groups = None
+                    break
+            if groups and 2 <= len(groups) < len(value) / 2:
+                return groups
+    return None
+
+
 def _few_values(columns: dict) -> dict:
     """The columns (name -> sampled values) that take between 2 and 12 distinct text values."""
     out = {}
@@ -1236,6 +1282,14 @@ def main() -> None:
                 if table is not None:
                     _NS["rows"] = table
                     meta["rows"] = len(table)
+                _NS.pop("lists", None)
+                try:
+                    named = None if table is not None else _named_lists(value)
+                except Exception:  # a help, never a failure of the load
+                    named = None
+                if named:
+                    _NS["lists"] = named
+                    meta["lists"] = {str(k)[:80]: len(v) for k, v in list(named.items())[:20]}
                 _CONTEXT_SOURCE["fields"] = meta.get("field_values") or {}
                 _CONTEXT_SOURCE["separator"] = meta.get("separator")
                 meta["load_seconds"] = round(time.time() - start, 3)

@@ -8,6 +8,7 @@ the cell itself runs unchanged.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -88,3 +89,22 @@ def test_a_field_compared_with_another_spelling_gets_a_note_when_the_total_is_ze
     # a model's reply compared with "yes" is not a filter over the data: no note, even at zero
     out = run(session, 4, 'replies = ["no", "no"]\nprint(sum(r.strip().lower() == "yes" for r in replies))')
     assert out.stdout.strip() == "0" and "note:" not in out.stderr
+
+
+def test_a_text_of_titled_sections_and_records_naming_their_list_are_given_as_lists(sandbox: Start, tmp_path: Path) -> None:
+    text = "=== Stock at the East warehouse ===\nSKU-1\nSKU-2\nSKU-3\n\n=== Stock at the West warehouse ===\nSKU-2\nSKU-3\nSKU-4\n"
+    session = _loaded(sandbox, tmp_path, text)
+    assert session.context_meta["lists"] == {"Stock at the East warehouse": 3, "Stock at the West warehouse": 3}
+    out = run(session, 0, "print(sorted(set(lists['Stock at the East warehouse']) & set(lists['Stock at the West warehouse'])))")
+    assert out.stdout.strip() == "['SKU-2', 'SKU-3']"
+    files = _loaded(sandbox, tmp_path, "==> east.txt <==\na\nb\n==> west.txt <==\nb\nc\n")
+    assert files.context_meta["lists"] == {"east.txt": 2, "west.txt": 2}
+    records = [{"sku": f"S{i}", "list": "east" if i % 2 else "west"} for i in range(10)]
+    grouped = _loaded(sandbox, tmp_path, json.dumps(records), "json")
+    assert grouped.context_meta["lists"] == {"west": 5, "east": 5}
+    assert run(grouped, 0, "print(lists['east'][:2])").stdout.strip() == "['S1', 'S3']"
+    # text before the first title, a single section, records of more keys, a log: no lists
+    for plain in ("intro\n=== A ===\nx\ny\n=== B ===\nz\nw\n", "=== A ===\nx\ny\n", LOG):
+        assert "lists" not in _loaded(sandbox, tmp_path, plain).context_meta
+    wide = [{"sku": f"S{i}", "list": "east", "qty": i} for i in range(10)]
+    assert "lists" not in _loaded(sandbox, tmp_path, json.dumps(wide), "json").context_meta
