@@ -661,3 +661,14 @@ def test_an_answer_that_names_the_questions_subject_goes_back_once(rlm_for: Any)
     # the same answer again is believed (one note per run)
     rlm, srv = rlm_for([repl("print(search('lena moreau'))"), "FINAL(Lena Moreau)", "FINAL(Lena Moreau)"], sub=lambda p: "name", answer_check=True)
     assert rlm.completion(text, "Who manages the team that lena moreau works on?").answer == "Lena Moreau"
+
+
+def test_the_same_reply_without_code_again_and_again_is_a_stuck_loop(rlm_for: Any) -> None:
+    # Seen on the 1.5B model (dev-needle-gate-docs): it pasted the same REPL output back as its reply
+    # ten times, each time told that the reply had no code.
+    pasted = "search('boarding gate') found nothing; here are the matches (8) of its rarest word 'gate':\n['The Elm Clipper departs from gate F26.']"
+    rlm, srv = rlm_for([repl("print(search('gate'))"), pasted, pasted, pasted, "FINAL(F26)", pasted], max_iterations=20)
+    result = rlm.completion("The Elm Clipper departs from gate F26.", "What is the boarding gate of the elm clipper?")
+    assert result.stopped_by == "stuck_loop" and result.answer == "F26" and result.confirmed is False
+    assert len(srv.root_requests()) == 5  # the cell, the paste, two repeats (a stuck note each), the forced answer
+    assert "You ran the same code as in your previous reply" in srv.root_requests()[3]["prompt"]

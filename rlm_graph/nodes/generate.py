@@ -54,6 +54,16 @@ def _recent_code(state: RLMState) -> set[str]:
     return {normalize_code(c["code"]) for c in (state.get("cells") or [])[-3:] if not c.get("killed")}
 
 
+def _same_as_last_reply(state: RLMState, text: str) -> bool:
+    """True if a reply with no code and no FINAL repeats the model's previous reply word for word.
+
+    The 1.5B model pasted the same REPL output back as its reply ten times in a row, each answered
+    by the no-code note: a loop like repeated code, and ended the same way.
+    """
+    last = next((m.get("content") for m in reversed(state.get("messages") or []) if m.get("role") == "assistant"), None)
+    return bool(text) and last is not None and " ".join(str(last).split()) == " ".join(text.split())
+
+
 def _defined(name: str, state: RLMState, blocks: list[str]) -> bool:
     """True if ``name`` is a REPL variable already, or is assigned in this reply's code."""
     cells = state.get("cells") or []
@@ -101,7 +111,8 @@ def generate(state: RLMState, runtime: Runtime[RLMContext], *, defaults: Binding
         # would be a NameError); a variable of that name still wins below.
         final = FinalCall(var=in_code.group(1))
     recent = _recent_code(state)
-    if blocks and (final is None or in_code) and all(normalize_code(b) in recent for b in blocks):
+    if (blocks and (final is None or in_code) and all(normalize_code(b) in recent for b in blocks)) or (
+            not blocks and final is None and _same_as_last_reply(state, text)):
         # (```FINAL(boarding)``` again after it failed as a NameError is a loop too: it ran 20 times)
         # Code it has just run: the model is stuck. Don't run it again; ask for an answer, and
         # after two such notes in a row end the run with one forced answer.
