@@ -468,6 +468,9 @@ def test_a_lookup_stuck_in_a_loop_is_answered_by_the_reader_from_the_runners_sea
     result = rlm.completion(text, "According to the context, what's the WiFi key at the Dune-lodge?")
     assert result.stopped_by == "stuck_loop" and result.confirmed is False
     assert result.answer == "saffron33"
+    # a lookup's reader gets the outputs first, then the question (asked first, the 1.5B reader said "unknown")
+    reader = srv.sub_requests()[-1]["prompt"]
+    assert reader.startswith("Outputs of code run over the data:") and reader.index("Dune-Lodge is saffron33") < reader.index("Question:")
     reader = [r for r in srv.sub_requests() if "Outputs of code" in r["prompt"]]
     assert reader and "The password at the Dune-Lodge is saffron33." in reader[0]["prompt"]
 

@@ -226,6 +226,17 @@ WANDERED_NOTE = (
 #: The end of the wandered note when the runner's search found nothing to show.
 LOOK_FOR_TERMS = " Look for them: {search_hint} ignores case and word endings and prints the matching lines; then answer with FINAL and the value."
 
+#: The reader for a lookup: the outputs first, then the question, and a word that the wording may differ.
+#: Given the question first, the 1.5B reader said "unknown" to "what is the boarding gate of the elm
+#: clipper?" over "The Elm Clipper departs from gate F26."; this way round it said F26.
+READER_LOOKUP_PROMPT = """\
+Outputs of code run over the data:
+{outputs}
+
+Question: {query}
+Answer with the value only (a number, a name or a code), taken from the output about what the question \
+names. The question may use other words than the output. If no output answers it, reply: unknown"""
+
 READER_PROMPT = """\
 Question: {query}
 

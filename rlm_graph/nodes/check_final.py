@@ -457,7 +457,8 @@ def _read_outputs(state: RLMState, ctx: RunSettings, found: str | None = None) -
         shown = "\n---\n".join(outputs)[-5000:]
     if not shown:
         return None, {}
-    prompt = prompts.READER_PROMPT.format(query=state.get("query", ""), outputs=shown)
+    template = prompts.READER_LOOKUP_PROMPT if is_lookup(state.get("query", "")) else prompts.READER_PROMPT
+    prompt = template.format(query=state.get("query", ""), outputs=shown)
     try:
         reply = budgeted_call(run_account(state), "reader", ctx.sub, [HumanMessage(prompt)], label=ctx.sub_label, ctx=ctx)
     except (ModelError, BudgetSpent):
