@@ -49,6 +49,19 @@ def non_answer(answer: str) -> bool:
     return bool(_NON_ANSWER.search(text)) and len(text) < 400
 
 
+#: Answers that are an empty result: a lookup answered with one found nothing.
+_EMPTY_ANSWERS = frozenset(["0", "0.0", "[]", "{}", "()", "set()", "''", '""'])
+
+
+def empty_lookup(query: str, answer: str) -> bool:
+    """True if a lookup (a code, a name, a place) is answered with an empty result: ``0`` or ``[]``.
+
+    The 1.5B model filtered for "Beacon Generator" (the data writes "Beacon-Generator"), printed
+    nothing, and answered 0 to "what are the serial numbers of the Beacon Generator?".
+    """
+    return answer.strip() in _EMPTY_ANSWERS and is_lookup(query)
+
+
 def asks_yes_no(query: str) -> bool:
     """Yes/no questions ("is there ...?", "does X ...?") may rightly be answered "no"."""
     head = query.strip().split(None, 1)[0].lower() if query.strip() else ""

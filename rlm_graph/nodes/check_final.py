@@ -13,6 +13,7 @@ from rlm_graph.graph import prompts
 from rlm_graph.graph.bindings import Bindings, RunSettings
 from rlm_graph.graph.answers import (
     asks_yes_no,
+    empty_lookup,
     extract_value,
     field_terms,
     grounding_lines,
@@ -169,7 +170,7 @@ def check_final(state: RLMState, runtime: Runtime[RLMContext], *, defaults: Bind
                 return _forced_final({**state, "proposed": None}, ctx, limits, limit)
             return {"proposed": None, "guard_used": True, "messages": ({"role": "user", "content": prompts.GROUNDING_NOTE},)}
         notes = int(state.get("answer_notes") or 0)
-        missing = non_answer(answer) and not asks_yes_no(state.get("query", ""))
+        missing = (non_answer(answer) or empty_lookup(state.get("query", ""), answer)) and not asks_yes_no(state.get("query", ""))
         if missing and notes < 2:
             # "The context does not contain ..." to a question that presupposes a value: the small
             # model's filter was wrong far more often than the value was missing.
