@@ -357,12 +357,17 @@ def test_a_non_answer_is_sent_back_with_a_search_hint(rlm_for: Any) -> None:
 def test_a_lookup_answered_with_an_empty_result_is_a_non_answer(rlm_for: Any) -> None:
     # Seen on the 1.5B model (dev-needle-serial-records): its filter for "Beacon Generator" found nothing
     # (the data writes "Beacon-Generator") and it answered 0 to "what are the serial numbers of ...?".
-    data = [{"id": 1, "note": "The Cedar-Generator carries serial number SN-1."}, {"id": 2, "note": "The Beacon-Generator carries serial number SN-7."}]
+    data = [{"id": 101, "note": "The Cedar-Generator carries serial number SN-1."}, {"id": 102, "note": "The Beacon-Generator carries serial number SN-7."}]
     rlm, srv = rlm_for([repl("print([i['id'] for i in context if 'Beacon Generator' in i['note']])"), "FINAL(0)", "FINAL(SN-7)"])
     result = rlm.completion(data, "What are the serial numbers of the Beacon Generator?")
     note = srv.root_requests()[2]["prompt"]
     assert "Your answer '0' says the value is not there" in note and "The Beacon-Generator carries serial number SN-7." in note
     assert result.answer == "SN-7" and result.confirmed is True
+    # shown the runner's hits, it answered with their number (4): not in the lines that name the question's words
+    rlm, srv = rlm_for([repl("print([i['id'] for i in context if 'Beacon Generator' in i['note']])"), "FINAL(0)", "FINAL(2)", "FINAL(SN-7)"],
+                       sub=lambda p: "text", answer_check=True)
+    assert rlm.completion(data, "What are the serial numbers of the Beacon Generator?").answer == "SN-7"
+    assert "Your answer '2' is not in the output lines that name what the question asks about" in srv.root_requests()[3]["prompt"]
     # a count of 0 is an answer
     rlm, _ = rlm_for([repl("print(0)"), "FINAL(0)"])
     assert rlm.completion("a b", "How many error lines are there?").answer == "0"

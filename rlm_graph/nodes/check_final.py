@@ -94,6 +94,12 @@ def _runner_said(state: RLMState) -> str:
     return "\n".join(_notes_with(state, "The runner searched") + _notes_with(state, prompts.NEXT_HOP_MARK))
 
 
+def _runner_lines(state: RLMState) -> str:
+    """The lines of the runner's notes without their search headers ("search('x') finds 4:"): the 1.5B
+    model shown four hits answered 4, a number only the header held."""
+    return "\n".join(line for line in _runner_said(state).splitlines() if not line.lstrip().startswith("search("))
+
+
 def _search_hits(found: str | None) -> str | None:
     """The hit lines of the runner's search output (not its "finds 7:" headers); None when it found nothing."""
     if not found or found.startswith("search finds none of"):
@@ -183,8 +189,9 @@ def check_final(state: RLMState, runtime: Runtime[RLMContext], *, defaults: Bind
         # (small-model habits, like the other answer_check checks: a strong model's derived answer is left alone)
         looks = ctx.answer_check and not missing and notes < 2 and not _context_is_query(state)
         wandered = never_looked(state.get("query", ""), _looked_at(state)) if looks and not _token_in(answer, _runner_said(state)) else None
-        grounding = grounding_lines(state.get("query", ""), _seen_text(state)) if looks and not wandered else None
-        if grounding and not any(_token_in(answer, line) for line in grounding) and not _token_in(answer, _runner_said(state)):
+        said = _runner_lines(state)  # the runner's hits count as lines the model read; "finds 4:" does not
+        grounding = grounding_lines(state.get("query", ""), _seen_text(state) + "\n" + said) if looks and not wandered else None
+        if grounding and not any(_token_in(answer, line) for line in grounding) and not _token_in(answer, said):
             # The 1.5B model printed "The Elm Clipper departs from gate F26." and answered 1.
             terms = key_terms(state.get("query", ""), 4)
             shown = "\n".join("  " + part for line in grounding[:8] for part in snippets(line, terms))[:3000]
