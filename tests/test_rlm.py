@@ -694,3 +694,14 @@ def test_the_same_reply_without_code_again_and_again_is_a_stuck_loop(rlm_for: An
     assert result.stopped_by == "stuck_loop" and result.answer == "F26" and result.confirmed is False
     assert len(srv.root_requests()) == 5  # the cell, the paste, two repeats (a stuck note each), the forced answer
     assert "You ran the same code as in your previous reply" in srv.root_requests()[3]["prompt"]
+
+
+def test_reading_the_context_a_slice_at_a_time_gets_a_note_once(rlm_for: Any) -> None:
+    # Seen on the 1.5B model (dev-tables-max-json): print(context[0:100]), print(context[100:200]), ... for 20 turns.
+    pages = [repl(f"# next part\nprint(context[{i * 10}:{(i + 1) * 10}])") for i in range(5)]
+    rlm, srv = rlm_for([*pages, "FINAL(7)"], max_iterations=10)
+    rlm.completion("x" * 1000, "What is the largest number?")
+    seen = [r["conversation"] for r in srv.root_requests()]
+    mark = "You are reading `context` a slice at a time"
+    assert [mark in c for c in seen] == [False, False, False, True, True, True]  # after the third slice
+    assert seen[-1].count(mark) == 1 and "(1,000 characters)" in seen[-1]  # once

@@ -115,6 +115,14 @@ NO_CODE_NOTE = (
     "or FINAL with the value if you know it, e.g. FINAL(42)."
 )
 
+#: The first words of the paging note: it is sent once per run.
+PAGING_MARK = "You are reading `context` a slice at a time"
+PAGING_NOTE = (
+    PAGING_MARK + ": at this pace the whole of it ({size}) takes many turns, and you cannot remember it all. "
+    "Do not read it; compute the answer with code over all of it (a loop over the items or `rows`, a sum, a "
+    "count, or search(...) for the question's words), then print the result."
+)
+
 FIRST_BLOCK_NOTE = (
     "Only your first ```repl block runs; the other {n} were written before you saw its output. Read "
     "the output below, then write the next block."

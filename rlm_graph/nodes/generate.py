@@ -54,6 +54,16 @@ def _recent_code(state: RLMState) -> set[str]:
     return {normalize_code(c["code"]) for c in (state.get("cells") or [])[-3:] if not c.get("killed")}
 
 
+_PAGE = re.compile(r"print\(\s*(?:context|rows)\s*\[[^\[\]]*:[^\[\]]*\]\s*\)")
+
+
+def _pages(code: str) -> bool:
+    """True if a cell only prints a slice of the context (``print(context[100:200])``), comments aside."""
+    lines = [line.split("#", 1)[0].strip() for line in code.splitlines()]
+    lines = [line for line in lines if line]
+    return len(lines) == 1 and _PAGE.fullmatch(lines[0]) is not None
+
+
 def _same_as_last_reply(state: RLMState, text: str) -> bool:
     """True if a reply with no code and no FINAL repeats the model's previous reply word for word.
 
@@ -130,6 +140,13 @@ def generate(state: RLMState, runtime: Runtime[RLMContext], *, defaults: Binding
         if stuck >= 2:
             update["budget_hit"] = "stuck_loop"
         return update
+    if blocks and _pages(blocks[0]) and sum(1 for c in (state.get("cells") or [])[-2:] if _pages(str(c.get("code") or ""))) == 2 \
+            and not any(prompts.PAGING_MARK in str(m.get("content")) for m in state.get("messages") or []):
+        # The 1.5B model printed context[0:100], context[100:200], ... for 20 turns over a 42-order table.
+        size = (state.get("context_meta") or {}).get("length")
+        update["messages"] += ({"role": "user", "content": prompts.PAGING_NOTE.format(
+            size=f"{size:,} characters" if isinstance(size, int) and (state.get("context_meta") or {}).get("type") == "str"
+            else f"{size:,} items" if isinstance(size, int) else "the context")},)
     if len(blocks) > 1:
         # Rule 3, enforced: later blocks were written before the first one's output was seen (the
         # 1.5B model filtered CSV dates as 'January 2024' in a second block, unseen, and answered 0).
