@@ -661,6 +661,19 @@ def test_a_first_step_answer_goes_back_once_with_what_the_context_says_about_it(
     assert "Your answer 'Penwick' is what the context says about Kofi Vogel itself" in note
     assert "  Penwick is a city in Brazil." in note and "Ana Silva" not in note
     assert result.answer == "Brazil" and result.confirmed is True and result.cells == 1
+    # a sentence is read for its one new name
+    rlm, srv = rlm_for([repl("print(search('Kofi Vogel'))"), "FINAL(Kofi Vogel's home is in Penwick.)", "FINAL(Brazil)"],
+                       sub=lambda p: "name", answer_check=True)
+    home = "Kofi Vogel's home is in Penwick.\nrain\nAna Silva lives in Penwick.\nPenwick is a city in Brazil.\n"
+    assert rlm.completion(home, "In which country does KOFI VOGEL live?").answer == "Brazil"
+    assert "Your answer 'Penwick' is what the context says about Kofi Vogel itself" in srv.root_requests()[2]["prompt"]
+    # field search is not used to find the answer's lines: records where a field equals it are the same relation
+    recs = [{"type": "employee", "name": f"P{i} Q", "team": "Garnet"} for i in range(6)] + [{"type": "team", "name": "Garnet", "manager": "Jade Varga"}]
+    rlm, srv = rlm_for([repl("print([r for r in context if r['name'] == 'P3 Q'])"), "FINAL(Garnet)", "FINAL(Jade Varga)"],
+                       sub=lambda p: "name", answer_check=True)
+    assert rlm.completion(recs, "Name the manager of the team P3 Q belongs to.").answer == "Jade Varga"
+    note = srv.root_requests()[2]["prompt"]
+    assert "'manager': 'Jade Varga'" in note and "search(" not in note
     # a model that gives the same answer again is believed (the note is sent once)
     rlm, srv = rlm_for([repl("print(search('Kofi Vogel'))"), "FINAL(Penwick)", "FINAL(Penwick)"], sub=lambda p: "name", answer_check=True)
     assert rlm.completion(text, "In which country does KOFI VOGEL live?").answer == "Penwick" and len(srv.root_requests()) == 3

@@ -277,8 +277,10 @@ def check_final(state: RLMState, runtime: Runtime[RLMContext], *, defaults: Bind
 
 
 
+_NAMES = re.compile(r"\b[A-Z][\w-]*(?:\s+[A-Z][\w-]*)*")
+
 _HITS = """\
-for _x in search({answer!r})[:60]:
+for _x in search({answer!r}, fields=False)[:60]:
     print(str(_x)[:400].replace("\\n", " "))
 """
 
@@ -294,7 +296,12 @@ def _next_hop(state: RLMState, ctx: RunSettings, answer: str) -> tuple[str | Non
     query = state.get("query", "")
     if _notes_with(state, prompts.NEXT_HOP_MARK) or not is_lookup(query) or asks_yes_no(query):
         return None, {}
-    if re.fullmatch(r"[\d.,\s%$-]+", answer.strip()) or len(answer.split()) > 4:
+    if len(answer.split()) > 4:  # a sentence ("Kofi Vogel's home is in Penwick."): its one new name
+        names = [n for n in _NAMES.findall(answer) if n.lower() not in query.lower()]
+        if len(names) != 1:
+            return None, {}
+        answer = names[0]
+    if re.fullmatch(r"[\d.,\s%$-]+", answer.strip()):
         return None, {}
     found, charges = _peek_hits(state, ctx, answer.strip().strip("'\""))
     spent = _spent(charges)
@@ -309,7 +316,7 @@ def _next_hop(state: RLMState, ctx: RunSettings, answer: str) -> tuple[str | Non
 def _peek_hits(state: RLMState, ctx: RunSettings, answer: str) -> tuple[list[str], Charges]:
     """The context's lines (windows on long lines) that mention ``answer``, by the runner's search."""
     out, charges = peek_code(state, ctx, _HITS.format(answer=answer))
-    return ([line for line in (out or "").splitlines() if line.strip()], charges)
+    return ([line for line in (out or "").splitlines() if line.strip() and not line.startswith("search(")], charges)
 
 
 def _ignored_judge_note(state: RLMState, answer: str) -> bool:
