@@ -684,7 +684,7 @@ def test_a_first_step_answer_goes_back_once_with_what_the_context_says_about_it(
     assert rlm.completion(text, "In which country does KOFI VOGEL live?").answer == "Penwick"
 
 
-def test_an_answer_that_names_the_questions_subject_goes_back_once(rlm_for: Any) -> None:
+def test_an_answer_that_names_the_questions_subject_goes_back_once_and_is_unconfirmed_if_kept(rlm_for: Any) -> None:
     # Seen on the 1.5B model (dev-multihop-employee_manager-docs): it printed "Lena Moreau works on the Lyra team."
     # and answered Lena Moreau to "Who manages the team that lena moreau works on?".
     text = "Lena Moreau works on the Lyra team.\nrain\nGianni Berg manages the Lyra team.\n"
@@ -695,7 +695,8 @@ def test_an_answer_that_names_the_questions_subject_goes_back_once(rlm_for: Any)
     assert result.answer == "Gianni Berg" and result.confirmed is True
     # the same answer again is believed (one note per run)
     rlm, srv = rlm_for([repl("print(search('lena moreau'))"), "FINAL(Lena Moreau)", "FINAL(Lena Moreau)"], sub=lambda p: "name", answer_check=True)
-    assert rlm.completion(text, "Who manages the team that lena moreau works on?").answer == "Lena Moreau"
+    kept = rlm.completion(text, "Who manages the team that lena moreau works on?")
+    assert kept.answer == "Lena Moreau" and kept.confirmed is False
 
 
 def test_the_same_reply_without_code_again_and_again_is_a_stuck_loop(rlm_for: Any) -> None:

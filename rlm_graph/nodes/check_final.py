@@ -264,7 +264,9 @@ def check_final(state: RLMState, runtime: Runtime[RLMContext], *, defaults: Bind
                         "messages": ({"role": "user", "content": note},)}
         close_session(state)
         usage = add_usage(spent.pop("usage", None), usage) if spent.get("usage") else usage
-        return {"final_answer": answer, "stopped_by": "final", "confirmed": True, "proposed": None, "usage": usage, **spent}
+        # an answer that names the question's own subject, kept after the note, is not confirmed
+        confirmed = not (ctx.answer_check and names_the_subject(state.get("query", ""), answer))
+        return {"final_answer": answer, "stopped_by": "final", "confirmed": confirmed, "proposed": None, "usage": usage, **spent}
     limit = reached_limit(limits, state, ctx)
     if limit is not None:
         return _forced_final(state, ctx, limits, limit)
