@@ -674,6 +674,14 @@ def test_a_first_step_answer_goes_back_once_with_what_the_context_says_about_it(
     assert rlm.completion(recs, "Name the manager of the team P3 Q belongs to.").answer == "Jade Varga"
     note = srv.root_requests()[2]["prompt"]
     assert "'manager': 'Jade Varga'" in note and "search(" not in note
+    # the sub-model read those lines with the question: its value is offered when the lines hold it
+    reader = lambda p: "Jade Varga" if p.startswith("Outputs of code run over the data") else "name"  # noqa: E731
+    rlm, srv = rlm_for([repl("print([r for r in context if r['name'] == 'P3 Q'])"), "FINAL(Garnet)", "FINAL(Jade Varga)"],
+                       sub=reader, answer_check=True)
+    assert rlm.completion(recs, "Name the manager of the team P3 Q belongs to.").answer == "Jade Varga"
+    assert "Read with the question, these lines give Jade Varga: if that is what the question asks for, reply FINAL(Jade Varga)." in (
+        srv.root_requests()[2]["prompt"])
+    assert "these lines give" not in note  # the first run's sub-model said "name": nothing offered
     # a model that gives the same answer again is believed (the note is sent once)
     rlm, srv = rlm_for([repl("print(search('Kofi Vogel'))"), "FINAL(Penwick)", "FINAL(Penwick)"], sub=lambda p: "name", answer_check=True)
     assert rlm.completion(text, "In which country does KOFI VOGEL live?").answer == "Penwick" and len(srv.root_requests()) == 3

@@ -198,6 +198,9 @@ FIELD_COUNT_NOTE = (
     "asks for something more, count it with code and reply with FINAL and the number it prints."
 )
 
+#: Appended to the next-step note when the sub-model, reading those lines with the question, gives a value.
+NEXT_HOP_READ = "\nRead with the question, these lines give {value}: if that is what the question asks for, reply FINAL({value})."
+
 #: The first words of the subject note: it is sent once per run.
 SUBJECT_MARK = "is what the question names, not what it asks for"
 SUBJECT_NOTE = (

@@ -312,7 +312,29 @@ def _next_hop(state: RLMState, ctx: RunSettings, answer: str) -> tuple[str | Non
         return None, spent
     subject, lines = hop
     shown = "\n".join("  " + line[:300] for line in lines)
-    return prompts.NEXT_HOP_NOTE.format(answer=answer.strip(), subject=subject, lines=shown), spent
+    note = prompts.NEXT_HOP_NOTE.format(answer=answer.strip(), subject=subject, lines=shown)
+    # The 1.5B root, shown "{'type': 'team', 'name': 'Garnet', 'manager': 'Jade Varga'}", repeated Garnet;
+    # the sub-model reading the subject's lines and these with the question said Jade Varga.
+    own = [h for h in found if mentions_any(h, [subject])][:3]
+    value, usage = _read_lines(state, ctx, own + lines)
+    spent = _merge_spent(spent, {"usage": usage} if usage else {})
+    if (value and value.strip().lower() != answer.strip().lower() and re.search(r"[A-Z0-9]", value)  # a name or a code, not a key ("name")
+            and _token_in(value, "\n".join(lines))):
+        note += prompts.NEXT_HOP_READ.format(value=value)
+    return note, spent
+
+
+def _read_lines(state: RLMState, ctx: RunSettings, lines: list[str]) -> tuple[str | None, dict[str, Any]]:
+    """The sub-model's answer to the question from ``lines`` alone (None for "unknown" or a long reply)."""
+    prompt = prompts.READER_LOOKUP_PROMPT.format(query=state.get("query", ""), outputs="\n".join(line[:400] for line in lines)[:4000])
+    try:
+        reply = budgeted_call(run_account(state), "hop_reader", ctx.sub, [HumanMessage(prompt)], label=ctx.sub_label, ctx=ctx)
+    except (ModelError, BudgetSpent):
+        return None, {}
+    text = reply.text.strip().strip("`").strip().rstrip(".")
+    if not text or non_answer(text) or len(text.split()) > 8:
+        return None, reply.usage
+    return text, reply.usage
 
 
 def _peek_hits(state: RLMState, ctx: RunSettings, answer: str) -> tuple[list[str], Charges]:
