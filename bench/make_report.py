@@ -114,6 +114,9 @@ HELPER_MARKERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("judge() code given for a count over short texts", ("Counting by words in the text cannot answer this",)),
     ("a table also given as rows (columns, CSV, JSON text)", ("The variable `rows` holds", "the variable `rows` holds it")),
     ("next-step check (a first-step answer shown what the context says about it)", ("is what the context says about",)),
+    ("subject check (an answer naming what the question names)", ("is what the question names, not what it asks for",)),
+    ("named lists (`lists`: titled sections, records grouped by list)", ("maps each title to its lines", "already grouped for you")),
+    ("paging note (context printed a slice at a time)", ("a slice at a time",)),
 )
 
 
