@@ -727,3 +727,13 @@ def test_reading_the_context_a_slice_at_a_time_gets_a_note_once(rlm_for: Any) ->
     mark = "You are reading `context` a slice at a time"
     assert [mark in c for c in seen] == [False, False, False, True, True, True]  # after the third slice
     assert seen[-1].count(mark) == 1 and "(1,000 characters)" in seen[-1]  # once
+
+
+def test_a_batched_reply_used_as_one_string_gets_a_note(rlm_for: Any) -> None:
+    # Seen on the 1.5B model (learn_03): reply = llm_query_batched([one prompt]) per review, then reply.lower().
+    code = "n = 0\nfor item in context:\n    reply = llm_query_batched(['Is this positive?\\n' + item])\n    if reply.lower().startswith('yes'):\n        n += 1\nprint(n)"
+    rlm, srv = rlm_for([repl(code), "FINAL(1)"], sub=lambda p: "yes")
+    rlm.completion(["good", "bad"], "How many reviews are positive?")
+    out = srv.root_requests()[1]["prompt"]
+    assert "AttributeError: 'list' object has no attribute 'lower'" in out
+    assert "note: llm_query_batched(prompts) and rlm_query_batched(...) return a list of strings, one per prompt" in out

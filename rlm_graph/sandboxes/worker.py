@@ -554,7 +554,7 @@ def _is_field(node) -> bool:
     return isinstance(node, ast.Subscript)
 
 
-def _filter_literals(tree) -> list:
+def _filter_literals(tree, with_fields: bool = True) -> list:
     """The string literals a cell filters the data by, each with whether the text it is compared
     with was lower-cased: ``"x" in line``, ``row["k"] == "x"`` (either side), ``s.startswith("x")``
     (or a tuple of prefixes; ``endswith`` alike)."""
@@ -564,12 +564,12 @@ def _filter_literals(tree) -> list:
             left, op, right = node.left, node.ops[0], node.comparators[0]
             if isinstance(op, (ast.In, ast.NotIn)) and _str_const(left):
                 found.append((left.value, _is_lower_call(right)))
-            elif isinstance(op, (ast.Eq, ast.NotEq)):  # only a field of a row: a reply == "yes" is not about the data
+            elif with_fields and isinstance(op, (ast.Eq, ast.NotEq)):  # only a field of a row: a reply == "yes" is not about the data
                 if _str_const(right) and _is_field(left):
                     found.append((right.value, _is_lower_call(left)))
                 elif _str_const(left) and _is_field(right):
                     found.append((left.value, _is_lower_call(right)))
-        elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+        elif (with_fields and isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
               and node.func.attr in ("startswith", "endswith") and node.args):
             arg = node.args[0]
             consts = [arg] if _str_const(arg) else [e for e in arg.elts if _str_const(e)] if isinstance(arg, ast.Tuple) else []
@@ -586,7 +586,9 @@ def _audit(code: str, stdout: str) -> list:
     except (SyntaxError, ValueError):
         return []
     notes, literals = [], []
-    for lit, lowered in _filter_literals(tree):
+    # a cell that asks a model compares replies ("yes"), not the data: only its `in` tests are read
+    asks = re.search(r"\b(?:llm_query|llm_query_batched|rlm_query|rlm_query_batched|judge)\(", code) is not None
+    for lit, lowered in _filter_literals(tree, with_fields=not asks):
         if lowered and lit != lit.lower():
             notes.append("note: %r has capital letters but is compared with lower-cased text (.lower()), so it never "
                          "matches: write %r, or use search(%r)." % (lit, lit.lower(), lit))
@@ -1178,6 +1180,11 @@ def _exec_cell(cell: int, code: str, timeout: float, limit: int) -> dict:
         frames = [f for f in tb if f.filename == filename]
         lines = traceback.format_list(frames[-5:]) if frames else []
         error = ("".join(lines) + "".join(traceback.format_exception_only(type(exc), exc))).strip()
+        if isinstance(exc, (AttributeError, TypeError)) and "list" in str(exc) and "_batched(" in code:
+            # The 1.5B model called llm_query_batched([prompt]) once per item and then reply.lower()
+            error += ("\nnote: llm_query_batched(prompts) and rlm_query_batched(...) return a list of strings, one "
+                      "per prompt, not one string: call it once with all the prompts, then loop over the replies "
+                      "(or take reply[0]).")
     finally:
         sys.stdout, sys.stderr = old_out, old_err
     with _ASK_LOCK:  # waits for a call a thread of this cell has in flight

@@ -108,3 +108,12 @@ def test_a_text_of_titled_sections_and_records_naming_their_list_are_given_as_li
         assert "lists" not in _loaded(sandbox, tmp_path, plain).context_meta
     wide = [{"sku": f"S{i}", "list": "east", "qty": i} for i in range(10)]
     assert "lists" not in _loaded(sandbox, tmp_path, json.dumps(wide), "json").context_meta
+
+
+def test_a_cell_that_asks_a_model_gets_no_note_on_its_reply_comparisons(sandbox: Start, tmp_path: Path) -> None:
+    # learn_03 on the 1.5B model: reply[0].strip().lower() == "yes" over llm_query_batched replies got
+    # "'yes' does not occur in `context`", which is about the data, not the replies.
+    session = _loaded(sandbox, tmp_path, CSV)
+    code = 'def llm_query_batched(p):\n    return ["no"] * len(p)\nreply = llm_query_batched(["x"])\nprint(sum(1 for r in [reply] if r[0] == "yes"))'
+    out = run(session, 0, code)  # (the stand-in llm_query_batched is put back after the cell, with its own note)
+    assert out.stdout.strip() == "0" and "'yes' does not occur" not in out.stderr
