@@ -59,3 +59,17 @@ def repl(code: str, prose: str = "") -> str:
 
 
 os.environ.setdefault("PYTHONHASHSEED", "0")
+
+
+def by_question(script: dict[str, list[Any]]) -> Any:
+    """A root script keyed by a word of the run's question, so parent and children differ."""
+
+    def reply(messages: list[dict[str, Any]]) -> Any:
+        question = messages[1]["content"]
+        turn = sum(m["role"] == "assistant" for m in messages)
+        for key, replies in script.items():
+            if key in question:
+                return replies[min(turn, len(replies) - 1)]
+        return "FINAL(unscripted)"
+
+    return reply

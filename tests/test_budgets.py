@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from rlm_graph import RLM, ConfigurationError
-from tests.conftest import repl
+from tests.conftest import by_question, repl
 from tests.scripted_server import ScriptedServer
 
 ROOT_USAGE = {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}
@@ -44,20 +44,6 @@ def reported(srv: ScriptedServer) -> int:
 
 def tokens(usage: dict[str, dict[str, Any]]) -> int:
     return sum(u["input_tokens"] + u["output_tokens"] for u in usage.values())
-
-
-def by_question(script: dict[str, list[Any]]) -> Any:
-    """A root script keyed by a word of the run's question, so parent and children differ."""
-
-    def reply(messages: list[dict[str, Any]]) -> Any:
-        question = messages[1]["content"]
-        turn = sum(m["role"] == "assistant" for m in messages)
-        for key, replies in script.items():
-            if key in question:
-                return replies[min(turn, len(replies) - 1)]
-        return "FINAL(unscripted)"
-
-    return reply
 
 
 # -- a fan-out -----------------------------------------------------------------------------

@@ -7,21 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import repl
-
-
-def by_question(script: dict[str, list[str]]) -> Any:
-    """A root script keyed by a word of the run's question, so parent and children differ."""
-
-    def reply(messages: list[dict[str, Any]]) -> str:
-        question = messages[1]["content"]
-        turn = sum(m["role"] == "assistant" for m in messages)
-        for key, replies in script.items():
-            if key in question:
-                return replies[min(turn, len(replies) - 1)]
-        return "FINAL(unscripted)"
-
-    return reply
+from tests.conftest import by_question, repl
 
 
 def test_depth_two_child_runs_its_own_repl(rlm_for: Any) -> None:

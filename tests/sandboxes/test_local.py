@@ -14,8 +14,9 @@ import pytest
 from rlm_graph.errors import SandboxError, SandboxTimeout
 from rlm_graph.sandboxes import local
 from rlm_graph.sandboxes.local import LocalTransport, bwrap_status
-from rlm_graph.sandboxes.protocol import CellResult, SubRequest
+from rlm_graph.sandboxes.protocol import SubRequest
 from rlm_graph.sandboxes.session import SandboxSession
+from tests.sandboxes.conftest import run
 
 
 @pytest.fixture
@@ -27,12 +28,6 @@ def session(tmp_path: Path):
     s.load_context(ctx, "text")
     yield s
     s.close()
-
-
-def run(s: SandboxSession, cell: int, code: str) -> CellResult:
-    out = s.step(cell, code)
-    assert isinstance(out, CellResult), out
-    return out
 
 
 def test_context_metadata_never_needs_the_content(session: SandboxSession) -> None:

@@ -18,8 +18,9 @@ import pytest
 from rlm_graph.errors import ProtocolError
 from rlm_graph.sandboxes.base import END, BoundedLines
 from rlm_graph.sandboxes.local import LocalTransport
-from rlm_graph.sandboxes.protocol import MAX_FINAL_CHARS, MAX_VAR_NAME, CellResult, SubRequest, parse
+from rlm_graph.sandboxes.protocol import MAX_FINAL_CHARS, MAX_VAR_NAME, SubRequest, parse
 from rlm_graph.sandboxes.session import SandboxSession
+from tests.sandboxes.conftest import run
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -36,12 +37,6 @@ def session(tmp_path: Path) -> Any:
     s.load_context(ctx, "text")
     yield s
     s.close()
-
-
-def run(s: SandboxSession, cell: int, code: str) -> CellResult:
-    out = s.step(cell, code)
-    assert isinstance(out, CellResult), out
-    return out
 
 
 # -- bounded reads -------------------------------------------------------------------------------
