@@ -347,4 +347,4 @@ def names_the_subject(query: str, answer: str) -> bool:
         return False
     if text.lower() in _STOP or text.lower() in {w.lower() for w in _FRAME}:
         return False
-    return _loose(text).pattern != "" and re.search(rf"(?<![\w-]){_loose(text).pattern}(?![\w-])", query, re.IGNORECASE) is not None
+    return re.search(rf"(?<![\w-]){_loose(text).pattern}(?![\w-])", query, re.IGNORECASE) is not None

@@ -458,7 +458,7 @@ def field_count(state: RLMState, ctx: RunSettings, pattern: str) -> tuple[int | 
     ...". The count is None unless the worker's search matched by fields (not by text), so a plain
     text search never stands in for a count.
     """
-    out, charges = _peek_run(state, ctx, _FIELD_COUNT.format(pattern=pattern))
+    out, charges = peek_code(state, ctx, _FIELD_COUNT.format(pattern=pattern))
     said = _FIELD_SAID.search(out or "")
     count = re.search(r"^FIELD COUNT (\d+)$", out or "", re.MULTILINE)
     if not said or not count or said.group(1) != count.group(1):
@@ -475,7 +475,7 @@ def judge_count(state: RLMState, ctx: RunSettings, query: str) -> tuple[int | No
     """How many of the context's items the sub-model judges to count toward ``query`` (``judge()``
     run by the runner, outside the run's record). Its sub-calls go through the run's budget and
     are in the returned charges; None if the sandbox failed or the budget refused."""
-    out, charges = _peek_run(state, ctx, _JUDGE_COUNT.format(query=query))
+    out, charges = peek_code(state, ctx, _JUDGE_COUNT.format(query=query))
     found = re.search(r"^JUDGED (\d+)$", out or "", re.MULTILINE)
     return (int(found.group(1)) if found else None), charges
 
@@ -489,15 +489,10 @@ def peek(state: RLMState, ctx: RunSettings, terms: list[str]) -> tuple[str | Non
     """
     if not terms:
         return None, Charges()
-    return _peek_run(state, ctx, _PEEK.format(terms=list(terms)))
+    return peek_code(state, ctx, _PEEK.format(terms=list(terms)))
 
 
 def peek_code(state: RLMState, ctx: RunSettings, code: str) -> tuple[str | None, Charges]:
-    """Run read-only runner ``code`` in the live sandbox, outside the run's record (see :func:`peek`)."""
-    return _peek_run(state, ctx, code)
-
-
-def _peek_run(state: RLMState, ctx: RunSettings, code: str) -> tuple[str | None, Charges]:
     """Run runner ``code`` in the live sandbox, outside the run's record (see :func:`peek`).
 
     Sub-calls the code makes (``judge()``) are answered fresh through the run's budget; what they

@@ -296,7 +296,7 @@ def _next_hop(state: RLMState, ctx: RunSettings, answer: str) -> tuple[str | Non
     the question goes one step further. A model that repeats its answer is believed.
     """
     query = state.get("query", "")
-    if _notes_with(state, prompts.NEXT_HOP_MARK) or not is_lookup(query) or asks_yes_no(query):
+    if _notes_with(state, prompts.NEXT_HOP_MARK) or not is_lookup(query):  # (a yes/no is not a lookup)
         return None, {}
     if len(answer.split()) > 4:  # a sentence ("Kofi Vogel's home is in Penwick."): its one new name
         names = [n for n in _NAMES.findall(answer) if n.lower() not in query.lower()]
