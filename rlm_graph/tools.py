@@ -30,7 +30,7 @@ from rlm_graph.errors import ConfigurationError
 #: Names the REPL already defines: a tool may not take them.
 RESERVED = frozenset({
     "context", "llm_query", "llm_query_batched", "rlm_query", "rlm_query_batched",
-    "FINAL", "FINAL_VAR", "SHOW_VARS", "search", "judge", "print", "json",
+    "FINAL", "FINAL_VAR", "SHOW_VARS", "search", "judge", "classify", "print", "json",
 })
 
 #: The request kind of a tool call in the worker protocol.

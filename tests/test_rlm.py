@@ -517,6 +517,36 @@ def test_judge_asks_the_sub_model_about_each_item_and_keeps_those_that_count(rlm
     assert "2001 items is too many for one call" in srv.root_requests()[1]["prompt"] and not srv.sub_requests()
 
 
+def test_classify_asks_the_sub_model_for_one_label_per_item_and_reads_the_label_it_names(rlm_for: Any) -> None:
+    def sub(prompt: str) -> str:
+        item = prompt.split("Item:\n", 1)[1].split("\n\n", 1)[0]
+        # replies as a small model gives them: the label in a sentence, a capitalised label, an unrelated word
+        return {"love": "The label is: Positive.", "broke": "negative", "box": "I think NEUTRAL"}.get(item.split()[-1], "hmm")
+
+    code = ("labels = classify(context, ['positive', 'negative', 'neutral'])\nprint(labels)\nprint(Counter(labels).most_common(1))\n"
+            "print(classify({'a1': 'broke', 'b2': 'in a box'}, {'positive': 'pleased', 'negative': 'unhappy', 'neutral': 'a fact'}, "
+            "'Its label is its sentiment.'))")
+    rlm, srv = rlm_for([repl(code), "FINAL(positive)"], sub=sub)
+    result = rlm.completion(["I love", "It broke", "so love", "what"], "Which sentiment is the most common?")
+    out = srv.root_requests()[1]["prompt"]
+    assert "['positive', 'negative', 'positive', 'unknown']" in out and "[('positive', 2)]" in out
+    assert "{'a1': 'negative', 'b2': 'neutral'}" in out
+    assert result.answer == "positive" and result.subcalls == 4 + 2
+    prompts = [r["prompt"] for r in srv.sub_requests()]
+    assert "- positive\n- negative\n- neutral\n" in prompts[0] and "- negative: unhappy\n" in prompts[-1]
+    assert "Its label is its sentiment." in prompts[-1] and "Its label" not in prompts[0]
+    rlm, srv = rlm_for([repl("classify(['a', 'b'], ['only'])"), "FINAL(0)"], sub=sub)
+    rlm.completion("x", "q")
+    assert "give at least two label names" in srv.root_requests()[1]["prompt"] and not srv.sub_requests()
+
+
+def test_the_classify_helper_is_offered_only_for_a_context_of_short_texts() -> None:
+    from rlm_graph.graph import prompts as P
+
+    assert "classify(items, labels)" in P.system_prompt(max_output_chars=2000, allow_rlm=False, context_meta={"type": "list", "prose_items": True})
+    assert "classify(" not in P.system_prompt(max_output_chars=2000, allow_rlm=False, context_meta={"type": "list"})
+
+
 def test_the_forced_reader_of_a_lookup_reads_the_runners_hits_first_and_no_unrelated_output(rlm_for: Any) -> None:
     # Seen on the 1.5B model (dev-needle-gate-docs): 30 lines of "The readin" ahead of the runner's hits
     # made the reader say "unknown"; with the hits alone it read F26.

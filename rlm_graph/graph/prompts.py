@@ -28,7 +28,7 @@ see `context`); returns a string. Use it for judgements code cannot make.
 - `llm_query_batched(prompts)`: many llm_query calls at once, in parallel; returns a list of strings.
 - `judge(items, question)`: asks the language model, item by item, whether each item counts toward the \
 question; returns the items (a text's lines, a dict's entries) that do.
-{rlm_line}- `FINAL(answer)`: gives your final answer. `FINAL_VAR("name")`: gives a variable's value as the answer.
+{classify_line}{rlm_line}- `FINAL(answer)`: gives your final answer. `FINAL_VAR("name")`: gives a variable's value as the answer.
 - `print(...)`: shows values. Output longer than {max_output_chars} characters is cut.
 
 Rules:
@@ -45,7 +45,7 @@ How to answer:
 - A sum, average or largest value: parse the numbers with code, then compute.
 - A judgement about each item (satisfied or not, on a topic or not): `kept = judge(context, "<the question>")`, \
 then print(len(kept)) or the kept items.
-- Two steps (where X lives, then that place's country): search for X, then search for what you found.
+{classify_rule}- Two steps (where X lives, then that place's country): search for X, then search for what you found.
 
 Example: find what the data says about something
 ```repl
@@ -73,6 +73,17 @@ print(lines[:5])
 ```
 
 """
+
+#: For a context of short texts (reviews, posts, questions): one label per item, counted with code.
+CLASSIFY_LINE = (
+    "- `classify(items, labels)`: asks the language model, item by item, which of `labels` (a list of names) "
+    "fits each item; returns one label per item, in order.\n"
+)
+CLASSIFY_RULE = (
+    "- Which label is most common, or how many items have a label (sentiment, kind, topic): keep the items the "
+    "question is about with code, then `labels = classify(items, [\"<label>\", \"<label>\", ...])` and "
+    "print(collections.Counter(labels)).\n"
+)
 
 RLM_QUERY_LINE = (
     "- `rlm_query(prompt, context=None)`: asks a helper that has its own REPL over `context` (a smaller "
@@ -283,6 +294,8 @@ def system_prompt(*, max_output_chars: int, allow_rlm: bool, context_meta: dict[
         rlm_line=RLM_QUERY_LINE if allow_rlm else "",
         look_rule=LOOK_AT_LINES if lines or meta.get("type") in ("list", "dict") else LOOK_AT_TEXT,
         count_example=COUNT_LINES if lines else "",
+        classify_line=CLASSIFY_LINE if meta.get("prose_items") else "",
+        classify_rule=CLASSIFY_RULE if meta.get("prose_items") else "",
     )
 
 

@@ -174,6 +174,8 @@ def _meta(meta: dict[str, Any]) -> dict[str, Any]:
     for key in ("columns", "item_keys"):
         if isinstance(meta.get(key), list):
             out[key] = [safe_text(str(k)[:MAX_VAR_NAME]) for k in meta[key][:30]]
+    if meta.get("prose_items") is True:
+        out["prose_items"] = True
     if meta.get("separator") in (",", "\t", ";", "|"):
         out["separator"] = meta["separator"]
     if meta.get("value_kind") == "list" and isinstance(meta.get("value_items"), int) and not isinstance(meta["value_items"], bool):

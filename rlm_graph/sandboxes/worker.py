@@ -62,6 +62,7 @@ _RESERVED = (
     "SHOW_VARS",
     "search",
     "judge",
+    "classify",
 )
 
 
@@ -223,6 +224,25 @@ def judge(items, question):
     """
     if not isinstance(question, str) or not question.strip():
         raise TypeError("judge(items, question): question must be a non-empty string")
+    keys, texts = _items_of(items, "judge")
+    if not texts:
+        return {} if isinstance(items, dict) else []
+    asked = _FORMAT_SENTENCE.sub("", question).strip() or question.strip()
+    replies = llm_query_batched([_JUDGE_PROMPT.format(question=asked, item=t[:2000]) for t in texts])
+    keep = [re.sub(r"^[^a-z]*", "", str(r).lower()).startswith("yes") for r in replies]
+    if isinstance(items, dict):
+        return {k: items[k] for k, ok in zip(keys, keep) if ok}
+    return [k for k, ok in zip(keys, keep) if ok]
+
+
+_CLASSIFY_PROMPT = (
+    "Item:\n{item}\n\n{about}Which one of these labels fits the item?\n{labels}\n"
+    "Reply with the label only."
+)
+
+
+def _items_of(items, what):
+    """(keys, texts) of a judge()/classify() argument: a dict's entries, a text's non-empty lines, a list's items."""
     if isinstance(items, dict):
         keys = list(items)
         texts = ["%s: %s" % (k, items[k]) for k in keys]
@@ -233,16 +253,57 @@ def judge(items, question):
         keys = list(items)
         texts = [it if isinstance(it, str) else _as_prompt(it) for it in keys]
     if len(texts) > _JUDGE_MAX:
-        raise ValueError("judge(): %d items is too many for one call (at most %d, one sub-call each); "
-                         "filter them with code first" % (len(texts), _JUDGE_MAX))
+        raise ValueError("%s(): %d items is too many for one call (at most %d, one sub-call each); "
+                         "filter them with code first" % (what, len(texts), _JUDGE_MAX))
+    return keys, texts
+
+
+def _pick_label(reply, names):
+    """The label a reply names: the one whose name appears first in it (whole word, any case); else the
+    one whose name starts the reply's first word; else "unknown"."""
+    text = str(reply).lower()
+    best, where = "unknown", len(text) + 1
+    for name in names:
+        m = re.search(r"(?<![a-z0-9])%s(?![a-z0-9])" % re.escape(str(name).lower()), text)
+        if m and m.start() < where:
+            best, where = name, m.start()
+    if best == "unknown":
+        first = re.sub(r"[^a-z0-9 ]", " ", text).split()
+        for name in names:
+            if first and str(name).lower().startswith(first[0]) and len(first[0]) >= 3:
+                return name
+    return best
+
+
+def classify(items, labels, about=""):
+    """One label per item, as the sub-LM reads each item (one sub-call per item).
+
+    `items`: a list, a dict (returns a dict key -> label) or a text (its non-empty lines). `labels`:
+    the label names, a list (["positive", "negative", "neutral"]) or a dict name -> what it means.
+    `about`: optional words on what the labels mean (the question's own description of them). Returns
+    a list of labels in the items' order; a reply naming no label gives "unknown". Count them with
+    collections.Counter(classify(items, labels)).
+    """
+    if isinstance(labels, str):
+        labels = [x.strip() for x in re.split(r"[,|/]", labels) if x.strip()]
+    if isinstance(labels, dict):
+        names = [str(k) for k in labels]
+        listing = "\n".join("- %s: %s" % (k, v) for k, v in labels.items())
+    else:
+        names = [str(x) for x in labels]
+        listing = "\n".join("- %s" % x for x in names)
+    if len(names) < 2:
+        raise ValueError("classify(items, labels): give at least two label names, e.g. ['positive', 'negative']")
+    keys, texts = _items_of(items, "classify")
     if not texts:
         return {} if isinstance(items, dict) else []
-    asked = _FORMAT_SENTENCE.sub("", question).strip() or question.strip()
-    replies = llm_query_batched([_JUDGE_PROMPT.format(question=asked, item=t[:2000]) for t in texts])
-    keep = [re.sub(r"^[^a-z]*", "", str(r).lower()).startswith("yes") for r in replies]
+    about = str(about or "").strip()
+    head = (about + "\n\n") if about else ""
+    replies = llm_query_batched([_CLASSIFY_PROMPT.format(item=t[:2000], about=head, labels=listing) for t in texts])
+    picked = [_pick_label(r, names) for r in replies]
     if isinstance(items, dict):
-        return {k: items[k] for k, ok in zip(keys, keep) if ok}
-    return [k for k, ok in zip(keys, keep) if ok]
+        return dict(zip(keys, picked))
+    return picked
 
 
 def _ctx_payload(ctx):
@@ -587,7 +648,7 @@ def _audit(code: str, stdout: str) -> list:
         return []
     notes, literals = [], []
     # a cell that asks a model compares replies ("yes"), not the data: only its `in` tests are read
-    asks = re.search(r"\b(?:llm_query|llm_query_batched|rlm_query|rlm_query_batched|judge)\(", code) is not None
+    asks = re.search(r"\b(?:llm_query|llm_query_batched|rlm_query|rlm_query_batched|judge|classify)\(", code) is not None
     for lit, lowered in _filter_literals(tree, with_fields=not asks):
         if lowered and lit != lit.lower():
             notes.append("note: %r has capital letters but is compared with lower-cased text (.lower()), so it never "
@@ -641,6 +702,7 @@ _FUNCS = {
     "SHOW_VARS": SHOW_VARS,
     "search": search,
     "judge": judge,
+    "classify": classify,
 }
 
 
@@ -888,9 +950,11 @@ def _meta(value) -> dict:
             meta["keys"] = [str(k) for k in list(value)[:20]]
     meta["preview"] = _preview(value)
     meta.update(_shape(value))
-    texts = _text_items(value)
+    texts, prose = _text_items(value)
     if texts:
         meta["text_items"] = texts
+    if prose:
+        meta["prose_items"] = True
     return meta
 
 
@@ -898,22 +962,22 @@ def _meta(value) -> dict:
 _TEXT_ITEMS_MAX = 500
 
 
-def _text_items(value) -> int:
-    """How many items the context holds when it is a collection of short texts (reviews, tickets,
-    headlines: a list of sentences, records with one sentence field, a dict of sentences, or a text
-    of sentence lines), else 0. Such items can be judged one by one (judge())."""
+def _text_items(value) -> tuple:
+    """(n, prose): n is how many items the context holds when it is a collection of at most
+    _TEXT_ITEMS_MAX short texts (reviews, tickets, headlines: a list of sentences, records with one
+    sentence field, a dict of sentences, or a text of sentence lines), else 0; such items can be
+    judged one by one (judge()). prose is True when the first items are short sentences, however
+    many there are (lines of a log of user posts: filter them with code, then judge or classify)."""
     if isinstance(value, str):
         items = [line for line in value[:200000].splitlines() if line.strip()]
-        if len(items) > _TEXT_ITEMS_MAX or value.count("\n") > 2 * _TEXT_ITEMS_MAX:
-            return 0
-    elif isinstance(value, dict):
-        items = list(value.values())
-    elif isinstance(value, list):
-        items = value
+        many = len(items) > _TEXT_ITEMS_MAX or value.count("\n") > 2 * _TEXT_ITEMS_MAX
+    elif isinstance(value, (dict, list)):
+        items = list(value.values()) if isinstance(value, dict) else value
+        many = len(items) > _TEXT_ITEMS_MAX
     else:
-        return 0
-    if not 2 <= len(items) <= _TEXT_ITEMS_MAX:
-        return 0
+        return 0, False
+    if len(items) < 2:
+        return 0, False
     sample = items[:50]
 
     def sentence(item) -> bool:
@@ -924,7 +988,8 @@ def _text_items(value) -> int:
         words = item.lower().split()
         return len(words) >= 5 and any(w.strip(".,!?;:") in _PROSE_WORDS for w in words)
 
-    return len(items) if sum(map(sentence, sample)) >= 0.8 * len(sample) else 0
+    prose = sum(map(sentence, sample)) >= 0.8 * len(sample)
+    return (0 if many or not prose else len(items)), prose
 
 
 def _shape(value) -> dict:
