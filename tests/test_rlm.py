@@ -643,6 +643,47 @@ def test_a_count_over_short_texts_with_no_sub_call_goes_back_with_the_judge_code
     assert rlm.completion(["SKU-1", "SKU-2", "SKU-3"], "How many SKUs are listed?").iterations == 2
 
 
+def test_a_judgement_question_looping_on_word_filters_is_sent_to_judge_and_answered_by_it_at_the_end(rlm_for: Any) -> None:
+    # Seen on the 1.5B model (dev-judge-reviews-list, -tickets-records): it filtered for "satisfied" / "bug",
+    # words the texts never use, found 0, searched the question's other words and ended stuck with no answer.
+    reviews = {"r12": "I really love this kettle and use it daily.", "r40": "The toaster broke after a week of use.",
+               "r57": "We love the quiet fan in the bedroom.", "r81": "The blender is too loud for my small flat."}
+    query = "Which reviews come from satisfied customers? Give their ids."
+
+    def sub(prompt: str) -> str:
+        if prompt.startswith("Item:"):
+            return "yes" if "love" in prompt.split("\n\n", 1)[0] else "no"
+        return "list"
+
+    words = repl("print([k for k, v in context.items() if 'satisfied' in v])")
+    # the word filter finds nothing: the worker's note says these are short texts to judge
+    rlm, srv = rlm_for([words, repl("print(judge(context, 'Which reviews are from satisfied customers?'))"), "FINAL(r12, r57)"], sub=sub, answer_check=True)
+    result = rlm.completion(reviews, query)
+    assert "is a collection of short texts" in srv.root_requests()[1]["prompt"] and result.answer == "r12, r57"
+    # stuck on the filter: the loop note is the judge note with the ids cell, not a search
+    rlm, srv = rlm_for([words, words, repl(f"kept = judge(context, {query!r})\nprint(list(kept))"), "FINAL(r12, r57)"], sub=sub, answer_check=True)
+    result = rlm.completion(reviews, query)
+    note = srv.root_requests()[2]["prompt"]
+    assert "Counting by words in the text cannot answer this" in note and "reply with FINAL and the ids it prints" in note
+    assert f"kept = judge(context, {query!r})\nprint(list(kept))" in note and "The runner searched" not in note
+    assert result.answer == "r12, r57" and result.confirmed is True
+    # ignored until the loop guard ends the run: the runner's own judge() gives the ids, unconfirmed
+    rlm, srv = rlm_for([words, words, words, words, "FINAL(none)"], sub=sub, max_iterations=6, answer_check=True)
+    result = rlm.completion(reviews, query)
+    assert result.stopped_by == "stuck_loop" and result.confirmed is False and result.answer == "r12, r57"
+    # records carry their ids in a field; a text's lines carry them as their first number
+    records = [{"id": int(k[1:]), "text": v} for k, v in reviews.items()]
+    rlm, srv = rlm_for([words.replace("k, v in context.items()", "k, v in enumerate(context)"), "FINAL(3)", "FINAL(3)"], sub=sub, answer_check=True)
+    assert rlm.completion(records, query).answer == "12, 57"
+    lines = "\n".join(f"#{k[1:]} | {v}" for k, v in reviews.items())
+    rlm, srv = rlm_for([repl("print(0)"), "FINAL(7)", "FINAL(7)"], sub=sub, answer_check=True)
+    assert rlm.completion(lines, query).answer == "12, 57"
+    # a count at the iteration limit, with no sub-call made: judge()'s count, not the model's guess
+    rlm, srv = rlm_for([repl(f"print({i})") for i in range(3)], sub=sub, max_iterations=3, answer_check=True)
+    result = rlm.completion(list(reviews.values()), "How many reviewers were satisfied with their purchase?")
+    assert result.stopped_by == "max_iterations" and result.answer == "2" and result.confirmed is False
+
+
 def test_a_cell_that_writes_made_up_data_into_context_is_not_run(rlm_for: Any) -> None:
     # Seen on the 1.5B model (dev-needle-room-dictdocs): it set context = {'page_000': [... 'room number 1234']},
     # searched that, and answered 1234.

@@ -232,7 +232,7 @@ NEXT_HOP_NOTE = (
 JUDGE_MARK = "Counting by words in the text cannot answer this"
 JUDGE_NOTE = (
     JUDGE_MARK + ": each of the {n} items has to be judged. Run exactly this, then reply with FINAL and "
-    "the number it prints:\n```repl\nkept = judge(context, {query!r})\nprint(len(kept))\n```"
+    "{what} it prints:\n```repl\n{code}\n```"
 )
 
 UNGROUNDED_NOTE = (

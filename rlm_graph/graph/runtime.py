@@ -8,6 +8,7 @@ recorded cells, serving each sub-call from the record: no model call is repeated
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import threading
@@ -23,6 +24,7 @@ from langgraph.runtime import Runtime
 
 from rlm_graph.contexts import check_file, format_for, stored_path, write_value
 from rlm_graph.errors import ConfigurationError, ModelError, SandboxError
+from rlm_graph.graph import prompts
 from rlm_graph.graph.bindings import Bindings, RunSettings, named_fields
 from rlm_graph.graph.ledger import Account, BudgetSpent, Spend, drop_ledger, ledger_for, spend_of, worst_case
 from rlm_graph.graph.settings import LIMIT_NAMES, Limits, RLMContext
@@ -466,18 +468,73 @@ def field_count(state: RLMState, ctx: RunSettings, pattern: str) -> tuple[int | 
     return int(count.group(1)), f"{said.group(2)} where {said.group(3)}", charges
 
 
-_JUDGE_COUNT = """\
-print("JUDGED %d" % len(judge(context, {query!r})))
-"""
+_COUNT_QUESTION = re.compile(r"\b(?:how many|number of|count)\b", re.IGNORECASE)
+_IDS_QUESTION = re.compile(r"\b(?:which|list)\b.*\bids?\b", re.IGNORECASE | re.DOTALL)
 
 
-def judge_count(state: RLMState, ctx: RunSettings, query: str) -> tuple[int | None, Charges]:
-    """How many of the context's items the sub-model judges to count toward ``query`` (``judge()``
-    run by the runner, outside the run's record). Its sub-calls go through the run's budget and
-    are in the returned charges; None if the sandbox failed or the budget refused."""
-    out, charges = peek_code(state, ctx, _JUDGE_COUNT.format(query=query))
-    found = re.search(r"^JUDGED (\d+)$", out or "", re.MULTILINE)
-    return (int(found.group(1)) if found else None), charges
+def judgement_kind(state: RLMState) -> str | None:
+    """``"count"`` or ``"ids"`` when the question asks how many, or which (by id), of a collection of
+    short texts count, the context has no field a code filter could count by, and no sub-call has
+    been made: the items have to be judged one by one (``judge()``), and no word filter can stand in.
+
+    The 1.5B model filtered reviews for "satisfied" and tickets for "bug" (words the texts never
+    use), found 0, and searched the question's other words until the loop guard stopped it.
+    """
+    meta = state.get("context_meta") or {}
+    if not meta.get("text_items") or meta.get("field_values") or int(state.get("n_subcalls") or 0) > 0:
+        return None
+    query = state.get("query", "")
+    if _COUNT_QUESTION.search(query):
+        return "count"
+    if _IDS_QUESTION.search(query) and _ids_expr(meta, "kept") is not None:
+        return "ids"
+    return None
+
+
+def _ids_expr(meta: dict[str, Any], kept: str) -> str | None:
+    """Python that turns ``judge()``'s kept items into their ids, by the context's shape; None if they have none."""
+    if meta.get("type") == "dict":
+        return f"list({kept})"
+    if meta.get("type") == "str":
+        return f"[m.group() for m in (re.search(r'\\d+', line) for line in {kept}) if m]"
+    keys = [str(k) for k in meta.get("item_keys") or []]
+    key = next((k for k in keys if k.lower() == "id"), None) or next((k for k in keys if re.search(r"(?:^|_)id$", k.lower())), None)
+    return f"[item[{key!r}] for item in {kept}]" if key else None
+
+
+def judge_code(state: RLMState, kind: str) -> str:
+    """The cell the judge note gives the model: judge() over the context, then the count or the ids."""
+    query = state.get("query", "")
+    shown = "len(kept)" if kind == "count" else _ids_expr(state.get("context_meta") or {}, "kept") or "kept"
+    return f"kept = judge(context, {query!r})\nprint({shown})"
+
+
+def judge_note(state: RLMState, kind: str) -> str:
+    """The judge note: the exact judge() cell to run, for a count or for the ids."""
+    return prompts.JUDGE_NOTE.format(n=int((state.get("context_meta") or {}).get("text_items") or 0),
+                                     what="the number" if kind == "count" else "the ids", code=judge_code(state, kind))
+
+
+def judge_answer(state: RLMState, ctx: RunSettings, kind: str) -> tuple[str | None, Charges]:
+    """The answer ``judge()`` gives, run by the runner outside the run's record: how many of the
+    context's items the sub-model judges to count toward the question, or their ids (comma-separated).
+    Its sub-calls go through the run's budget and are in the returned charges; None if the sandbox
+    failed, the budget refused or the items have no ids."""
+    shown = "len(_kept)" if kind == "count" else _ids_expr(state.get("context_meta") or {}, "_kept")
+    if shown is None:
+        return None, Charges()
+    code = f"_kept = judge(context, {state.get('query', '')!r})\nprint('JUDGED ' + json.dumps({shown}, default=str))\n"
+    out, charges = peek_code(state, ctx, code)
+    found = re.search(r"^JUDGED (.+)$", out or "", re.MULTILINE)
+    if not found:
+        return None, charges
+    try:
+        value = json.loads(found.group(1))
+    except ValueError:
+        return None, charges
+    if kind == "count":
+        return (str(value) if isinstance(value, int) else None), charges
+    return (", ".join(str(v) for v in value) if isinstance(value, list) else None), charges
 
 
 def peek(state: RLMState, ctx: RunSettings, terms: list[str]) -> tuple[str | None, Charges]:

@@ -31,7 +31,7 @@ from rlm_graph.graph.answers import (
 )
 from rlm_graph.graph.parsing import find_final
 from rlm_graph.graph.ledger import BudgetSpent
-from rlm_graph.graph.runtime import Charges, budgeted_call, close_session, field_count, judge_count, open_session, peek, peek_code, reached_limit, run_account, settings_of
+from rlm_graph.graph.runtime import Charges, budgeted_call, close_session, field_count, judge_answer, judge_note, judgement_kind, open_session, peek, peek_code, reached_limit, run_account, settings_of
 from rlm_graph.graph.settings import Limits, RLMContext
 from rlm_graph.graph.state import RLMState, add_usage
 from rlm_graph.models.calls import ContextOverflow
@@ -225,19 +225,19 @@ def check_final(state: RLMState, runtime: Runtime[RLMContext], *, defaults: Bind
             spent = _merge_spent(spent, more)
             if note is not None:
                 return {"messages": ({"role": "user", "content": note},), **spent, "proposed": None, "form_checks": checks + 1}
-        if ctx.answer_check and _ignored_judge_note(state, answer):
+        kind = judgement_kind(state)
+        if ctx.answer_check and kind and _notes_with(state, prompts.JUDGE_MARK):
             # The model answered again with no sub-call after the judge note (the 1.5B model repeated
-            # FINAL(4)): the runner runs judge() itself; its count, from the sub-model, is the answer.
-            count, charges = judge_count(state, ctx, state.get("query", ""))
+            # FINAL(4)): the runner runs judge() itself; its count or ids, from the sub-model, are the answer.
+            judged, charges = judge_answer(state, ctx, kind)
             spent = _merge_spent(spent, _spent(charges))
-            if count is not None:
+            if judged is not None:
                 close_session(state)
-                return {"final_answer": str(count), "stopped_by": "final", "confirmed": False, "proposed": None, **spent}
-        if checks < 2 and ctx.answer_check and _needs_judging(state, answer):
+                return {"final_answer": judged, "stopped_by": "final", "confirmed": False, "proposed": None, **spent}
+        if checks < 2 and ctx.answer_check and kind and _needs_judging(state, answer, kind):
             # The 1.5B model never called llm_query on a judgement question: it counted items containing
             # "bug" (0) or starting with "The" (10). The note gives the exact code, which it copies.
-            note = prompts.JUDGE_NOTE.format(n=int((state.get("context_meta") or {}).get("text_items") or 0), query=state.get("query", ""))
-            return {"proposed": None, "form_checks": checks + 1, "messages": ({"role": "user", "content": note},)}
+            return {"proposed": None, "form_checks": checks + 1, "messages": ({"role": "user", "content": judge_note(state, kind)},)}
         if checks < 2 and ctx.answer_check:
             note, more = _field_recount(state, ctx, answer)
             spent = _merge_spent(spent, more)
@@ -343,24 +343,11 @@ def _peek_hits(state: RLMState, ctx: RunSettings, answer: str) -> tuple[list[str
     return ([line for line in (out or "").splitlines() if line.strip() and not line.startswith("search(")], charges)
 
 
-def _ignored_judge_note(state: RLMState, answer: str) -> bool:
-    """True if the judge note was sent and the model answered again with no sub-call made since."""
-    return (re.fullmatch(r"\d+", answer.strip()) is not None and int(state.get("n_subcalls") or 0) == 0
-            and bool(_notes_with(state, prompts.JUDGE_MARK)))
-
-
-def _needs_judging(state: RLMState, answer: str) -> bool:
-    """A how-many answer over a collection of short texts, reached with no sub-call, to a question that
-    names no field value: the items had to be judged one by one (once per run)."""
+def _needs_judging(state: RLMState, answer: str, kind: str) -> bool:
+    """An answer, reached with no sub-call, to a judgement question (see :func:`judgement_kind`): a count
+    that is not every item ("How many documents are there?"), or any ids (once per run)."""
     meta = state.get("context_meta") or {}
-    query = state.get("query", "")
-    if not meta.get("text_items") or int(state.get("n_subcalls") or 0) > 0 or not re.fullmatch(r"\d+", answer.strip()):
-        return False
-    if meta.get("field_values"):  # fields with a few values (a log's level): counted by those, not judged
-        return False
-    if answer.strip() == str(meta.get("text_items")):  # every item: "How many documents are there?"
-        return False
-    if not re.search(r"\b(?:how many|number of|count)\b", query, re.IGNORECASE) or field_terms(query, meta.get("field_values")):
+    if kind == "count" and (not re.fullmatch(r"\d+", answer.strip()) or answer.strip() == str(meta.get("text_items"))):
         return False
     return not _notes_with(state, prompts.JUDGE_MARK)
 
@@ -407,7 +394,17 @@ _WHAT = {
 
 
 def _forced_final(state: RLMState, ctx: RunSettings, limits: Limits, limit: str) -> dict[str, Any]:
-    """One last root call asking for the best answer so far; the run ends whatever it says."""
+    """One last root call asking for the best answer so far; the run ends whatever it says.
+
+    A judgement question no sub-call has touched (see :func:`judgement_kind`) is answered by the
+    runner's own judge() instead: the model's best guess there is a keyword count.
+    """
+    kind = judgement_kind(state) if ctx.answer_check and limit not in _SPEND_LIMITS and limit != "max_seconds" else None
+    if kind:
+        judged, charges = judge_answer(state, ctx, kind)
+        if judged is not None:
+            close_session(state)
+            return {"stopped_by": limit, "proposed": None, "final_answer": judged, "confirmed": False, **_spent(charges)}
     ask = {"role": "user", "content": prompts.FORCED_FINAL_PROMPT.format(what=_WHAT.get(limit, "budget left"))}
     update: dict[str, Any] = {"stopped_by": limit, "proposed": None}
     answer = None

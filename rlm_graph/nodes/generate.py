@@ -13,7 +13,7 @@ from rlm_graph.graph.bindings import Bindings
 from rlm_graph.graph.answers import key_terms, search_hint
 from rlm_graph.graph.parsing import FinalCall, code_blocks, find_final, normalize_code
 from rlm_graph.graph.ledger import BudgetSpent
-from rlm_graph.graph.runtime import budgeted_call, peek, run_account, settings_of
+from rlm_graph.graph.runtime import budgeted_call, judge_note, judgement_kind, peek, run_account, settings_of
 from rlm_graph.graph.settings import Limits, RLMContext
 from rlm_graph.graph.state import RLMState, add_usage
 from rlm_graph.models.calls import ContextOverflow
@@ -128,7 +128,11 @@ def generate(state: RLMState, runtime: Runtime[RLMContext], *, defaults: Binding
         # after two such notes in a row end the run with one forced answer.
         stuck = int(state.get("stuck") or 0) + 1
         note = prompts.STUCK_NOTE.format(search_hint=search_hint(state.get("query", "")))
-        if stuck == 1:
+        kind = judgement_kind(state) if ctx.answer_check else None
+        if stuck == 1 and kind and not any(prompts.JUDGE_MARK in str(m.get("content")) for m in state.get("messages") or []):
+            # a judgement question (reviews, tickets) looped on word filters: the way out is judge(), not a search
+            note = judge_note(state, kind)
+        elif stuck == 1:
             # show what a search for the question's key words finds, rather than only suggest it
             found, charges = peek(state, ctx, key_terms(state.get("query", ""), 4))
             if found:

@@ -669,7 +669,26 @@ def _audit(code: str, stdout: str) -> list:
         else:
             notes.append("note: %r does not occur in `context` as written. search(%r) also finds other endings, "
                          "punctuation and word order; or look for one word of it." % (lit, lit))
-    return notes[:3]
+    if any(n.startswith("note: %r does not occur" % lit) for n in notes for lit, _ in literals) and _short_texts():
+        # The 1.5B model filtered reviews for "satisfied" and tickets for "bug" (words the texts never
+        # use), found 0 and searched the question's other words until the loop guard stopped it.
+        notes.append("note: `context` is a collection of short texts: whether a text is about something (a feeling, a "
+                     "topic, a kind) is not a word to look for. Ask the model about each one: judge(context, "
+                     "\"<the question>\") returns the texts that count.")
+    return notes[:4]
+
+
+_SHORT_TEXTS: dict = {}
+
+
+def _short_texts() -> bool:
+    """True if `context` is a collection of at most _TEXT_ITEMS_MAX short texts (computed once)."""
+    if not _CONTEXT_SOURCE:
+        return False
+    value = _CONTEXT_SOURCE.get("value")
+    if _SHORT_TEXTS.get("of") is not value:
+        _SHORT_TEXTS.update(of=value, yes=bool(_text_items(value)[0]))
+    return bool(_SHORT_TEXTS.get("yes"))
 
 
 def _short(s: str, n: int = 200) -> str:
