@@ -659,7 +659,8 @@ def test_a_judgement_question_looping_on_word_filters_is_sent_to_judge_and_answe
     # the word filter finds nothing: the worker's note says these are short texts to judge
     rlm, srv = rlm_for([words, repl("print(judge(context, 'Which reviews are from satisfied customers?'))"), "FINAL(r12, r57)"], sub=sub, answer_check=True)
     result = rlm.completion(reviews, query)
-    assert "is a collection of short texts" in srv.root_requests()[1]["prompt"] and result.answer == "r12, r57"
+    shown = srv.root_requests()[1]["prompt"]
+    assert "is a collection of short texts" in shown and f"kept = judge(context, {query!r})" in shown and result.answer == "r12, r57"
     # stuck on the filter: the loop note is the judge note with the ids cell, not a search
     rlm, srv = rlm_for([words, words, repl(f"kept = judge(context, {query!r})\nprint(list(kept))"), "FINAL(r12, r57)"], sub=sub, answer_check=True)
     result = rlm.completion(reviews, query)

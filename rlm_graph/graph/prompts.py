@@ -384,8 +384,16 @@ def task_prompt(query: str, meta: dict[str, Any]) -> str:
     return TASK_PROMPT.format(query=query, description=describe_context(meta), preview=str(meta.get("preview", ""))[:400])
 
 
-def output_message(cell: int, stdout: str, stderr: str, error: str | None, vars_: dict[str, str] | None) -> str:
+#: The worker's notes write this where the run's question belongs (the worker does not know it); the
+#: output shown to the model has the question itself there, so the code in the note can be run as it is.
+QUESTION_SLOT = '"<the question>"'
+
+
+def output_message(cell: int, stdout: str, stderr: str, error: str | None, vars_: dict[str, str] | None,
+                   query: str | None = None) -> str:
     """The user turn that shows one cell's (already truncated) output."""
+    if query:
+        stdout, stderr = stdout.replace(QUESTION_SLOT, repr(query)), stderr.replace(QUESTION_SLOT, repr(query))
     parts = [stdout.rstrip("\n")] if stdout.strip() else []
     if stderr.strip():
         parts.append(stderr.rstrip("\n"))

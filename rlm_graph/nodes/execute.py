@@ -266,7 +266,7 @@ def _finish(state: RLMState, active: ActiveCell, result: CellResult, requests: l
         "active": None,
         "pending": [],
         "answers": CLEAR,
-        "messages": ({"role": "user", "content": prompts.output_message(cell["index"], result.stdout, result.stderr, result.error, result.vars)},),
+        "messages": ({"role": "user", "content": prompts.output_message(cell["index"], result.stdout, result.stderr, result.error, result.vars, state.get("query"))},),
     }
     if leftover:
         out["reserved"] = leftover

@@ -673,8 +673,8 @@ def _audit(code: str, stdout: str) -> list:
         # The 1.5B model filtered reviews for "satisfied" and tickets for "bug" (words the texts never
         # use), found 0 and searched the question's other words until the loop guard stopped it.
         notes.append("note: `context` is a collection of short texts: whether a text is about something (a feeling, a "
-                     "topic, a kind) is not a word to look for. Ask the model about each one: judge(context, "
-                     "\"<the question>\") returns the texts that count.")
+                     "topic, a kind) is not a word to look for. Ask the model about each one: kept = judge(context, "
+                     "\"<the question>\")")  # the host writes the run's question in its place
     return notes[:4]
 
 
