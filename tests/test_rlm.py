@@ -529,7 +529,8 @@ def test_classify_asks_the_sub_model_for_one_label_per_item_and_reads_the_label_
     rlm, srv = rlm_for([repl(code), "FINAL(positive)"], sub=sub)
     result = rlm.completion(["I love", "It broke", "so love", "what"], "Which sentiment is the most common?")
     out = srv.root_requests()[1]["prompt"]
-    assert "['positive', 'negative', 'positive', 'unknown']" in out and "[('positive', 2)]" in out
+    assert "labels of 4 items: positive 2, negative 1, unknown 1; ['positive', 'negative', 'positive', 'unknown']" in out
+    assert "[('positive', 2)]" in out
     assert "{'a1': 'negative', 'b2': 'neutral'}" in out
     assert result.answer == "positive" and result.subcalls == 4 + 2
     prompts = [r["prompt"] for r in srv.sub_requests()]

@@ -343,8 +343,8 @@ def names_the_subject(query: str, answer: str) -> bool:
     text = " ".join(answer.strip().strip("'\"`.").split())
     if len(re.sub(r"[^A-Za-z]", "", text)) < 3 or _NUMBER.fullmatch(text) or not is_lookup(query):
         return False
-    if re.search(r"\bor\b|\bwhich of\b|\bbetween\b", query, re.IGNORECASE):
-        return False
+    if re.search(r"\bor\b|\bwhich of\b|\bbetween\b|\bone of\b", query, re.IGNORECASE):
+        return False  # "one of: positive, negative, neutral": a choice too
     if text.lower() in _STOP or text.lower() in {w.lower() for w in _FRAME}:
         return False
     return re.search(rf"(?<![\w-]){_loose(text).pattern}(?![\w-])", query, re.IGNORECASE) is not None

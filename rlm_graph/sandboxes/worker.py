@@ -30,6 +30,7 @@ cell it is running. Nothing sent may be longer than the host reads (:data:`_MAX_
 from __future__ import annotations
 
 import ast
+import collections
 import csv
 import io
 import json
@@ -275,14 +276,25 @@ def _pick_label(reply, names):
     return best
 
 
+class Labels(list):
+    """classify()'s result: a plain list of labels that prints how many items got each label first
+    (a long list is cut in the middle when shown; the counts are what a question about labels needs)."""
+
+    def __repr__(self):
+        counts = collections.Counter(self).most_common()
+        return "labels of %d items: %s; %s" % (len(self), ", ".join("%s %d" % (k, n) for k, n in counts), list.__repr__(self))
+
+    __str__ = __repr__
+
+
 def classify(items, labels, about=""):
     """One label per item, as the sub-LM reads each item (one sub-call per item).
 
     `items`: a list, a dict (returns a dict key -> label) or a text (its non-empty lines). `labels`:
     the label names, a list (["positive", "negative", "neutral"]) or a dict name -> what it means.
     `about`: optional words on what the labels mean (the question's own description of them). Returns
-    a list of labels in the items' order; a reply naming no label gives "unknown". Count them with
-    collections.Counter(classify(items, labels)).
+    a list of labels in the items' order (printed, it shows how many items got each label first); a
+    reply naming no label gives "unknown". Count them with collections.Counter(classify(items, labels)).
     """
     if isinstance(labels, str):
         labels = [x.strip() for x in re.split(r"[,|/]", labels) if x.strip()]
@@ -303,7 +315,7 @@ def classify(items, labels, about=""):
     picked = [_pick_label(r, names) for r in replies]
     if isinstance(items, dict):
         return dict(zip(keys, picked))
-    return picked
+    return Labels(picked)
 
 
 def _ctx_payload(ctx):

@@ -141,3 +141,5 @@ def test_an_answer_that_repeats_what_the_question_names_is_the_subject() -> None
     assert not names_the_subject("Which city, Paris or Rome, is older?", "Rome")
     assert not names_the_subject("How many errors were logged?", "errors")
     assert not names_the_subject("What is the room of office 4161?", "4161")
+    # seen on dev-oolong-most_common: a label of the listed choices is an answer, not the subject
+    assert not names_the_subject("A text's label is its sentiment, one of: positive, negative, neutral. Which label is the most common?", "positive")
