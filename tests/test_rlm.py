@@ -496,22 +496,27 @@ def test_a_lookup_stuck_in_a_loop_is_answered_by_the_reader_from_the_runners_sea
 
 def test_judge_asks_the_sub_model_about_each_item_and_keeps_those_that_count(rlm_for: Any) -> None:
     def sub(prompt: str) -> str:
+        if prompt.startswith("Question about a collection of items:"):  # judge()'s one-item rewrite, once per question
+            return "Is this review from a satisfied customer?" if "satisfied" in prompt else "Are there any happy items?"
         item = prompt.split("Item:\n", 1)[1].split("\n\n", 1)[0]
         return "Yes." if "love" in item else "no"
 
     code = ("kept = judge(context, 'How many reviewers were satisfied? Reply with just the number.')\nprint(len(kept), kept)\n"
             "print(judge({'a1': 'I love it', 'b2': 'broken'}, 'Which reviews are happy?'))\n"
-            "print(judge('I love it\\n\\nmeh\\n', 'Which lines are happy?'))")
+            "print(judge('I love it\\n\\nmeh\\n', 'Which lines are happy?'))\n"
+            "print(len(judge(context, 'How many reviewers were satisfied? Reply with just the number.')))")
     rlm, srv = rlm_for([repl(code), "FINAL(2)"], sub=sub)
     result = rlm.completion(["I love this kettle", "It broke", "love the toaster"], "How many reviewers were satisfied?")
     out = srv.root_requests()[1]["prompt"]
     assert "2 ['I love this kettle', 'love the toaster']" in out
     assert "{'a1': 'I love it'}" in out and "['I love it']" in out
-    assert result.answer == "2" and result.subcalls == 3 + 2 + 2  # one sub-call per item, blank lines skipped
+    # one sub-call per item (blank lines skipped) and one rewrite per question, asked once
+    assert result.answer == "2" and result.subcalls == (1 + 3) + (1 + 2) + (1 + 2) + 3
     prompts = [r["prompt"] for r in srv.sub_requests()]
-    assert all("How many reviewers were satisfied?\n" in p or "happy" in p for p in prompts)
     assert not any("Reply with just" in p for p in prompts)  # the format sentence is not the sub-model's to answer
-    assert any(p.startswith("Item:\na1: I love it\n") for p in prompts)
+    # a good rewrite is asked about each item; a question about the whole collection is not taken
+    assert "Item:\nI love this kettle\n\nIs this review from a satisfied customer? Answer yes or no." in prompts
+    assert any(p.startswith("Item:\na1: I love it\n") and "Question about a collection of such items: Which reviews are happy?" in p for p in prompts)
     rlm, srv = rlm_for([repl("judge(list(range(2001)), 'q?')"), "FINAL(0)"], sub=sub)
     rlm.completion("x", "q")
     assert "2001 items is too many for one call" in srv.root_requests()[1]["prompt"] and not srv.sub_requests()
