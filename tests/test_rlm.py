@@ -520,6 +520,11 @@ def test_judge_asks_the_sub_model_about_each_item_and_keeps_those_that_count(rlm
     rlm, srv = rlm_for([repl("judge(list(range(2001)), 'q?')"), "FINAL(0)"], sub=sub)
     rlm.completion("x", "q")
     assert "2001 items is too many for one call" in srv.root_requests()[1]["prompt"] and not srv.sub_requests()
+    # with no question, judge() asks the run's own (the worker is given it with the context)
+    rlm, srv = rlm_for([repl("print(len(judge(context)))"), "FINAL(1)"], sub=sub)
+    rlm.completion(["I love it", "It broke"], "How many reviewers were satisfied?")
+    assert "1" in srv.root_requests()[1]["prompt"].split("```")[1]
+    assert any("Question about a collection of items: How many reviewers were satisfied?" in r["prompt"] for r in srv.sub_requests())
 
 
 def test_classify_asks_the_sub_model_for_one_label_per_item_and_reads_the_label_it_names(rlm_for: Any) -> None:

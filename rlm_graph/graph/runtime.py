@@ -136,7 +136,7 @@ def new_session(state: RLMState, ctx: RunSettings) -> SandboxSession:
     )
     session.tool_names = list(ctx.tools)  # defined in the worker as it starts (and after a restart)
     session.start()
-    session.load_context(path, fmt)
+    session.load_context(path, fmt, state.get("query") or None)
     return session
 
 

@@ -21,6 +21,9 @@ from rlm_graph.errors import ContextError, ProtocolError, SandboxError, SandboxT
 from rlm_graph.sandboxes.base import Transport
 from rlm_graph.sandboxes.protocol import CellResult, InvalidRequest, SubRequest, encode, parse, prompt_hash
 
+#: The run's question as sent to the worker (for judge() and classify()), at most this many characters.
+MAX_QUESTION_CHARS = 20_000
+
 log = logging.getLogger("rlm_graph.sandbox")
 
 #: Extra seconds the host waits past the worker's own (soft) cell timeout before killing it.
@@ -84,7 +87,7 @@ class SandboxSession:
         self.transport: Transport | None = None
         self.progress = _Progress()
         self.context_meta: dict[str, Any] | None = None
-        self._context: tuple[Path, str] | None = None
+        self._context: tuple[Path, str, str | None] | None = None
         self.tool_names: list[str] = []
         self.lock = threading.Lock()
         #: What the last :meth:`replay` left out, and why (one line each).
@@ -130,14 +133,20 @@ class SandboxSession:
             self.transport.send(encode({"type": "tools", "names": self.tool_names}))
 
     # -- context ---------------------------------------------------------------------------
-    def load_context(self, path: Path, fmt: str = "auto") -> dict[str, Any]:
-        """Make ``path`` visible to the worker and load it as ``context``; return its metadata."""
+    def load_context(self, path: Path, fmt: str = "auto", question: str | None = None) -> dict[str, Any]:
+        """Make ``path`` visible to the worker and load it as ``context``; return its metadata.
+
+        ``question``, the run's question, is what ``judge()`` asks and ``classify()`` reads its labels'
+        meaning from when the code gives none."""
         if self.transport is None:
             self.start()
         assert self.transport is not None
-        self._context = (path, fmt)
+        self._context = (path, fmt, question)
         worker_path = self.transport.put_file(path, "context" + "".join(path.suffixes[-1:]))
-        self.transport.send(encode({"type": "load_context", "path": worker_path, "format": fmt}))
+        msg: dict[str, Any] = {"type": "load_context", "path": worker_path, "format": fmt}
+        if question:
+            msg["question"] = question[:MAX_QUESTION_CHARS]
+        self.transport.send(encode(msg))
         msg = self._next(None, "load context")
         if msg["type"] != "loaded":
             raise ProtocolError(f"the worker answered load_context with a {msg['type']} message")

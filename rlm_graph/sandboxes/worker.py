@@ -237,15 +237,18 @@ def _one_item_question(question):
     return _ONE_ITEM[question]
 
 
-def judge(items, question):
+def judge(items, question=None):
     """The items that count toward `question`, as the sub-LM judges them one by one.
 
     `items`: a list, a dict (its entries are judged as "key: value" and a dict of those that count is
     returned) or a text (its non-empty lines). Each item goes to llm_query with the question; those
     whose reply starts with "yes" are returned in their order. For a count, print(len(judge(context,
     "How many reviews are positive?"))). Use it for judgements code cannot make (sentiment, topic,
-    kind); filter by plain conditions (a date, a user, a field) with code first.
+    kind); filter by plain conditions (a date, a user, a field) with code first. With no question,
+    the run's own question is asked.
     """
+    if question is None:
+        question = _CONTEXT_SOURCE.get("question") or None  # the run's question
     if not isinstance(question, str) or not question.strip():
         raise TypeError("judge(items, question): question must be a non-empty string")
     keys, texts = _items_of(items, "judge")
@@ -1402,7 +1405,8 @@ def main() -> None:
                 start = time.time()
                 value = _load(msg["path"], msg.get("format", "auto"))
                 _NS["context"] = value
-                _CONTEXT_SOURCE.update(path=msg["path"], format=msg.get("format", "auto"), value=value)
+                _CONTEXT_SOURCE.update(path=msg["path"], format=msg.get("format", "auto"), value=value,
+                                       question=str(msg.get("question") or "")[:20000])
                 meta = _meta(value)
                 _NS.pop("rows", None)
                 try:
