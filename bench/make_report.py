@@ -117,6 +117,8 @@ HELPER_MARKERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("subject check (an answer naming what the question names)", ("is what the question names, not what it asks for",)),
     ("named lists (`lists`: titled sections, records grouped by list)", ("maps each title to its lines", "already grouped for you")),
     ("paging note (context printed a slice at a time)", ("a slice at a time",)),
+    ("short-texts note (a word filter over reviews or tickets found nothing: judge() instead)", ("is a collection of short texts",)),
+    ("classify() offered (a context of short texts)", ("`classify(items, labels)`",)),
 )
 
 

@@ -546,6 +546,13 @@ def test_classify_asks_the_sub_model_for_one_label_per_item_and_reads_the_label_
     prompts = [r["prompt"] for r in srv.sub_requests()]
     assert "- positive\n- negative\n- neutral\n" in prompts[0] and "- negative: unhappy\n" in prompts[-1]
     assert "Its label is its sentiment." in prompts[-1] and "Its label" not in prompts[0]
+    # by default the labels' meaning comes from the sentences of the run's question that name two or more of them
+    rlm, srv = rlm_for([repl("print(classify(context, ['positive', 'negative', 'neutral']))"), "FINAL(1)"], sub=sub)
+    rlm.completion(["I love", "It broke"], "A review's label is its sentiment, one of: positive, negative, neutral (a plain fact). "
+                                           "How many reviews have the label 'positive'?")
+    asked = srv.sub_requests()[0]["prompt"]
+    assert "A review's label is its sentiment, one of: positive, negative, neutral (a plain fact).\n\nWhich one" in asked
+    assert "How many" not in asked
     rlm, srv = rlm_for([repl("classify(['a', 'b'], ['only'])"), "FINAL(0)"], sub=sub)
     rlm.completion("x", "q")
     assert "give at least two label names" in srv.root_requests()[1]["prompt"] and not srv.sub_requests()
