@@ -703,6 +703,20 @@ def test_a_judgement_question_looping_on_word_filters_is_sent_to_judge_and_answe
     assert result.stopped_by == "max_iterations" and result.answer == "2" and result.confirmed is False
 
 
+def test_a_value_the_model_stated_in_prose_is_kept_for_a_run_that_ends_without_an_answer() -> None:
+    # Seen on the 1.5B model: judge() printed 18, the model wrote "There are 18 headlines that are not
+    # about sport.", was offered FINAL(18), searched again until the loop guard stopped it, and the run ended with None.
+    from rlm_graph.graph import prompts as P
+    from rlm_graph.nodes.check_final import _stated_earlier
+
+    messages = [{"role": "assistant", "content": "There are 18 headlines that are not about sport."},
+                {"role": "user", "content": P.NO_CODE_VALUE_NOTE.format(value="18")},
+                {"role": "assistant", "content": "```repl\nprint(search('x'))\n```"},
+                {"role": "user", "content": P.NO_CODE_NOTE}]
+    assert _stated_earlier({"messages": messages}) == "18"
+    assert _stated_earlier({"messages": messages[2:]}) is None
+
+
 def test_a_cell_that_writes_made_up_data_into_context_is_not_run(rlm_for: Any) -> None:
     # Seen on the 1.5B model (dev-needle-room-dictdocs): it set context = {'page_000': [... 'room number 1234']},
     # searched that, and answered 1234.

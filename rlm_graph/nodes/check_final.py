@@ -279,6 +279,19 @@ def check_final(state: RLMState, runtime: Runtime[RLMContext], *, defaults: Bind
 
 
 
+_OFFERED = re.compile(r"If (.{1,200}?) is the answer, reply with exactly: FINAL\(")
+
+
+def _stated_earlier(state: RLMState) -> str | None:
+    """The last value the model stated in a prose reply (what the no-code note offered back to it)."""
+    for m in reversed(state.get("messages") or []):
+        if m.get("role") == "user" and str(m.get("content") or "").startswith(prompts.NO_CODE_VALUE_NOTE.split("{")[0][:40]):
+            found = _OFFERED.search(str(m.get("content")))
+            if found:
+                return found.group(1)
+    return None
+
+
 _NAMES = re.compile(r"\b[A-Z][\w-]*(?:\s+[A-Z][\w-]*)*")
 
 _HITS = """\
@@ -433,6 +446,10 @@ def _forced_final(state: RLMState, ctx: RunSettings, limits: Limits, limit: str)
         break
     if answer is None and state.get("proposed"):
         answer = str(state["proposed"].get("answer"))
+    if answer is None or non_answer(answer):
+        # The value the model itself stated in prose after seeing it printed ("There are 18 headlines
+        # that are not about sport."), offered back as FINAL(18), before it wandered off and looped.
+        answer = _stated_earlier(state) or answer
     query = state.get("query", "")
     counts = _runner_counts(state)
     if len(counts) == 1 and (answer is None or answer.strip() not in counts):
