@@ -558,10 +558,12 @@ def test_classify_asks_the_sub_model_for_one_label_per_item_and_reads_the_label_
     assert "give at least two label names" in srv.root_requests()[1]["prompt"] and not srv.sub_requests()
 
 
-def test_the_classify_helper_is_offered_only_for_a_context_of_short_texts() -> None:
+def test_the_classify_helper_is_offered_only_when_asked_and_only_for_a_context_of_short_texts() -> None:
     from rlm_graph.graph import prompts as P
 
-    assert "classify(items, labels)" in P.system_prompt(max_output_chars=2000, allow_rlm=False, context_meta={"type": "list", "prose_items": True})
+    assert "classify(items, labels)" in P.system_prompt(max_output_chars=2000, allow_rlm=False, context_meta={"type": "list", "prose_items": True},
+                                                        offer_classify=True)
+    assert "classify(" not in P.system_prompt(max_output_chars=2000, allow_rlm=False, context_meta={"type": "list", "prose_items": True})
     assert "classify(" not in P.system_prompt(max_output_chars=2000, allow_rlm=False, context_meta={"type": "list"})
 
 

@@ -74,6 +74,11 @@ print(lines[:5])
 
 """
 
+#: Whether the system prompt offers classify() for a context of short texts. Off: offered to the 1.5B
+#: model, it called classify(context, ["entity", "numeric"]) and answered len() of the result, and the
+#: oolong family fell on dev (0.27 -> 0.03) and on test; the function stays in the REPL.
+OFFER_CLASSIFY = False
+
 #: For a context of short texts (reviews, posts, questions): one label per item, counted with code.
 CLASSIFY_LINE = (
     "- `classify(items, labels)`: asks the language model, item by item, which of `labels` (a list of names) "
@@ -281,8 +286,12 @@ LOOK_AT_LINES = "print the matching lines or items themselves, not only how many
 MANY_LINES = 20
 
 
-def system_prompt(*, max_output_chars: int, allow_rlm: bool, context_meta: dict[str, Any] | None = None) -> str:
+def system_prompt(*, max_output_chars: int, allow_rlm: bool, context_meta: dict[str, Any] | None = None,
+                  offer_classify: bool = OFFER_CLASSIFY) -> str:
     """The root model's system prompt; the context's metadata (its type and line count) picks the examples.
+
+    ``classify()`` is in every REPL, but the prompt names it only when ``offer_classify`` (default
+    :data:`OFFER_CLASSIFY`) and the context is short texts.
 
     ``search`` is offered for every shape: a text of many lines used to get only a line filter,
     which the 1.5B model copied as ``"ERROR" in line.lower()`` and found nothing (issue 14).
@@ -294,8 +303,8 @@ def system_prompt(*, max_output_chars: int, allow_rlm: bool, context_meta: dict[
         rlm_line=RLM_QUERY_LINE if allow_rlm else "",
         look_rule=LOOK_AT_LINES if lines or meta.get("type") in ("list", "dict") else LOOK_AT_TEXT,
         count_example=COUNT_LINES if lines else "",
-        classify_line=CLASSIFY_LINE if meta.get("prose_items") else "",
-        classify_rule=CLASSIFY_RULE if meta.get("prose_items") else "",
+        classify_line=CLASSIFY_LINE if offer_classify and meta.get("prose_items") else "",
+        classify_rule=CLASSIFY_RULE if offer_classify and meta.get("prose_items") else "",
     )
 
 
