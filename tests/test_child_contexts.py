@@ -23,7 +23,7 @@ import rlm_graph.contexts
 from rlm_graph import RLM, ContextError
 from rlm_graph.contexts import MAX_CHILD_CONTEXT_BYTES, STORE_DIR, load_stored, run_total, store_value, stored_path
 from rlm_graph.sandboxes.protocol import InvalidRequest, parse
-from tests.conftest import repl
+from tests.conftest import by_question, repl
 from tests.scripted_server import ScriptedServer
 
 #: Builds a context of about 5 MB in the sandbox: the child's context comes from the model's code.
@@ -33,20 +33,6 @@ BIG_CHARS = len(" ".join("w%d" % i for i in range(700_000)))
 #: A child counts the words of its context and checks both ends, so a cut or a wrong context shows.
 CHILD = [repl("n = len(context.split())\nends = context[:3] + '..' + context[-7:]\nprint(n, ends)"), repl("FINAL(f'{n} {ends}')")]
 CHILD_ANSWER = "700000 w0 ..w699999"
-
-
-def script(scripts: dict[str, list[str]]) -> Any:
-    """Root replies picked by a word of each run's question, so the parent and its children differ."""
-
-    def reply(messages: list[dict[str, Any]]) -> str:
-        question = str(messages[1]["content"])
-        turn = sum(m["role"] == "assistant" for m in messages)
-        for key, replies in scripts.items():
-            if key in question:
-                return replies[min(turn, len(replies) - 1)]
-        return "FINAL(unscripted)"
-
-    return reply
 
 
 def db_bytes(work: Path) -> int:
@@ -65,7 +51,7 @@ def test_a_big_child_context_passed_six_times_is_stored_once(scripted: Any, tmp_
         repl("fourth = rlm_query('CHILD f', big)\nprint(fourth)"),
         repl("FINAL(' | '.join(first + [second, third, fourth]))"),
     ]
-    srv = scripted(script({"TOP": top, "CHILD": CHILD}))
+    srv = scripted(by_question({"TOP": top, "CHILD": CHILD}))
     work = tmp_path / "work"
     rlm = RLM("scripted", base_url=srv.base_url, max_retries=0, work_dir=work, max_depth=1, grounding_guard=False)
     result = rlm.completion("a small root context", "TOP question", thread_id="t1")
@@ -90,7 +76,7 @@ def test_the_state_carries_the_digest_and_the_child_finds_the_right_context(scri
         "CHILD rows": [repl("print(type(context).__name__, len(context), context[-1]['id'])"), repl("FINAL(f'{type(context).__name__} {len(context)} {context[-1][\"id\"]}')")],
         "CHILD text": [repl("print(len(context.split()))"), repl("FINAL(str(len(context.split())))")],
     }
-    srv = scripted(script({"TOP": top, **children}))
+    srv = scripted(by_question({"TOP": top, **children}))
     work = tmp_path / "work"
     rlm = RLM("scripted", base_url=srv.base_url, max_retries=0, work_dir=work, max_depth=1, grounding_guard=False)
     result = rlm.completion("ctx", "TOP question", thread_id="t2")
@@ -106,7 +92,7 @@ def test_the_state_carries_the_digest_and_the_child_finds_the_right_context(scri
 
 def test_a_fork_replays_the_child_from_the_record_and_a_new_child_finds_the_stored_context(scripted: Any, tmp_path: Path) -> None:
     top = [repl(BIG + "\none = rlm_query('CHILD one', big)\nprint(one)"), repl("FINAL(one)")]
-    srv = scripted(script({"TOP": top, "CHILD": CHILD}))
+    srv = scripted(by_question({"TOP": top, "CHILD": CHILD}))
     work = tmp_path / "work"
     rlm = RLM("scripted", base_url=srv.base_url, max_retries=0, work_dir=work, max_depth=1, grounding_guard=False)
     assert rlm.completion("ctx", "TOP question", thread_id="src").answer == CHILD_ANSWER
@@ -126,7 +112,7 @@ def test_a_child_context_over_the_cap_is_refused_inside_the_cell(scripted: Any, 
         repl("small = rlm_query('CHILD small', 'a b c')\nprint(small)"),
         "FINAL(small)",
     ]
-    srv = scripted(script({"TOP": top, "CHILD small": [repl("print(len(context.split()))"), repl("FINAL(str(len(context.split())))")]}))
+    srv = scripted(by_question({"TOP": top, "CHILD small": [repl("print(len(context.split()))"), repl("FINAL(str(len(context.split())))")]}))
     work = tmp_path / "work"
     rlm = RLM("scripted", base_url=srv.base_url, max_retries=0, work_dir=work, max_depth=1, grounding_guard=False)
     result = rlm.completion("ctx", "TOP question", thread_id="t3")
@@ -149,7 +135,7 @@ def test_child_contexts_past_the_run_total_are_refused_inside_the_cell(scripted:
         repl("FINAL(f'{one} {two} {four}')"),
     ]
     child = [repl("print(len(context.split()))"), repl("FINAL(str(len(context.split())))")]
-    srv = scripted(script({"TOP": top, "CHILD": child}))
+    srv = scripted(by_question({"TOP": top, "CHILD": child}))
     work = tmp_path / "work"
     rlm = RLM("scripted", base_url=srv.base_url, max_retries=0, work_dir=work, max_depth=1, grounding_guard=False)
     result = rlm.completion("ctx", "TOP question", thread_id="t4")
@@ -239,7 +225,7 @@ def test_a_run_killed_while_its_child_runs_resumes_with_the_stored_context(tmp_p
         repl("two = rlm_query('CHILD two', big)\nprint(two)"),
         repl("FINAL(one + ' | ' + two)"),
     ]
-    replies = script({"TOP": top, "CHILD": CHILD})
+    replies = by_question({"TOP": top, "CHILD": CHILD})
     state: dict[str, Any] = {"proc": None, "killed": False}
     lock = threading.Lock()
 
