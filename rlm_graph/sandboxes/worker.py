@@ -736,17 +736,9 @@ def _audit(code: str, stdout: str) -> list:
     return notes[:4]
 
 
-_SHORT_TEXTS: dict = {}
-
-
 def _short_texts() -> bool:
-    """True if `context` is a collection of at most _TEXT_ITEMS_MAX short texts (computed once)."""
-    if not _CONTEXT_SOURCE:
-        return False
-    value = _CONTEXT_SOURCE.get("value")
-    if _SHORT_TEXTS.get("of") is not value:
-        _SHORT_TEXTS.update(of=value, yes=bool(_text_items(value)[0]))
-    return bool(_SHORT_TEXTS.get("yes"))
+    """True if `context` is a collection of at most _TEXT_ITEMS_MAX short texts (known since its load)."""
+    return bool(_CONTEXT_SOURCE.get("short_texts"))
 
 
 def _short(s: str, n: int = 200) -> str:
@@ -1424,6 +1416,7 @@ def main() -> None:
                 _CONTEXT_SOURCE.update(path=msg["path"], format=msg.get("format", "auto"), value=value,
                                        question=str(msg.get("question") or "")[:20000])
                 meta = _meta(value)
+                _CONTEXT_SOURCE["short_texts"] = bool(meta.get("text_items"))
                 _NS.pop("rows", None)
                 try:
                     table = _table_rows(value, meta)
