@@ -47,6 +47,7 @@ def _openai(model: str, *, base_url: str | None, api_key: str, max_tokens: int, 
         # OpenAI-compatible servers (llama.cpp among them) ignore max_completion_tokens,
         # which is what langchain-openai sends: pass the classic field too.
         extra["extra_body"] = {"max_tokens": max_tokens}
+    from rlm_graph.models.pool import use_lease_pool
     from rlm_graph.models.wire import use_plain_requests
 
     chat = ChatOpenAI(
@@ -61,6 +62,7 @@ def _openai(model: str, *, base_url: str | None, api_key: str, max_tokens: int, 
         **extra,
         **kw,
     )
+    use_lease_pool(chat)  # httpcore's pool walks all its connections twice per request (see models/pool.py)
     return use_plain_requests(chat)  # the SDK's body transform cost ~0.4 ms per message per call
 
 
