@@ -68,6 +68,22 @@ def test_grounding_guard_refuses_a_final_given_before_any_output(rlm_for: Any) -
     assert "before seeing any output" in srv.root_requests()[1]["prompt"]
 
 
+def test_an_answer_from_a_filter_that_cannot_match_goes_back(rlm_for: Any) -> None:
+    # the 1.5B model's cell: a capitalised literal against lower-cased text, and FINAL in the same cell
+    table = "customer,amount\nBlue Goods,10\nRed Goods,5\nBlue Goods,2\n"
+    broken = repl("rows_ = [l for l in context.splitlines() if 'BLUE GOODS' in l.lower()]\n"
+                  "total = sum(float(l.split(',')[1]) for l in rows_)\nFINAL(total)")
+    fixed = repl("rows_ = [l for l in context.splitlines() if 'blue goods' in l.lower()]\n"
+                 "total = sum(float(l.split(',')[1]) for l in rows_)\nprint(total)")
+    rlm, srv = rlm_for([broken, "FINAL(0)", fixed, "FINAL(12.0)"], answer_check=True)
+    result = rlm.completion(table, "What is the total amount of the orders from BLUE GOODS?")
+    assert float(result.answer) == 12 and result.confirmed
+    prompts = [r["prompt"] for r in srv.root_requests()]
+    # both the FINAL inside the broken cell and the 0 repeated after it were sent back with the reason
+    assert sum("comes from code whose filter cannot match" in p for p in prompts) == 2
+    assert "before seeing any output" not in prompts[1]
+
+
 def test_parallel_batched_sub_calls_overlap(rlm_for: Any) -> None:
     import threading
 
@@ -833,6 +849,20 @@ def test_reading_the_context_a_slice_at_a_time_gets_a_note_once(rlm_for: Any) ->
     mark = "You are reading `context` a slice at a time"
     assert [mark in c for c in seen] == [False, False, False, True, True, True]  # after the third slice
     assert seen[-1].count(mark) == 1 and "(1,000 characters)" in seen[-1]  # once
+
+
+def test_paging_on_after_the_note_is_shown_the_runners_search_once(rlm_for: Any) -> None:
+    # Seen on the 1.5B model (dev-tables-max-json): it read on, 100 characters a turn, for 17 turns after the note.
+    records = [{"customer": "Acme" if i % 4 == 0 else "Zeta", "amount": i} for i in range(40)]
+    pages = [repl(f"print(context[{i * 10}:{(i + 1) * 10}])") for i in range(7)]
+    rlm, srv = rlm_for([*pages, "FINAL(36)"], max_iterations=10)
+    rlm.completion(json.dumps(records), "What is the largest order amount from Acme?")
+    seen = [r["conversation"] for r in srv.root_requests()]
+    again = "You are still reading `context` a slice at a time"
+    assert [again in c for c in seen] == [False] * 4 + [True] * 4  # after the first slice past the note
+    assert seen[-1].count(again) == 1 and 'search("Acme")' in seen[-1]
+    # the runner's search shows whole records of the JSON text, not windows cut inside them
+    assert "The runner searched the context" in seen[-1] and "{'customer': 'Acme', 'amount': 4}" in seen[-1]
 
 
 def test_a_batched_reply_used_as_one_string_gets_a_note(rlm_for: Any) -> None:

@@ -50,7 +50,7 @@ def non_answer(answer: str) -> bool:
 
 
 #: Answers that are an empty result: a lookup answered with one found nothing.
-_EMPTY_ANSWERS = frozenset(["0", "0.0", "[]", "{}", "()", "set()", "''", '""'])
+EMPTY_ANSWERS = frozenset(["0", "0.0", "[]", "{}", "()", "set()", "''", '""'])
 
 
 def empty_lookup(query: str, answer: str) -> bool:
@@ -59,7 +59,7 @@ def empty_lookup(query: str, answer: str) -> bool:
     The 1.5B model filtered for "Beacon Generator" (the data writes "Beacon-Generator"), printed
     nothing, and answered 0 to "what are the serial numbers of the Beacon Generator?".
     """
-    return answer.strip() in _EMPTY_ANSWERS and is_lookup(query)
+    return answer.strip() in EMPTY_ANSWERS and is_lookup(query)
 
 
 def asks_yes_no(query: str) -> bool:

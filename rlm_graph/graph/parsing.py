@@ -37,15 +37,21 @@ def code_blocks(text: str) -> list[str]:
 
 
 def _is_output_echo(body: str) -> bool:
-    """True for a block that repeats output rather than code: a "REPL output" header, or nothing
-    but literal values (``18611\n7560``), which as code would only echo its last line."""
+    """True for a block that repeats output rather than code: a "REPL output" header, nothing
+    but literal values (``18611\n7560``), which as code would only echo its last line, or text that
+    is not Python and starts as the runner's output does (a note, a traceback line): the 1.5B model
+    pasted a cell's notes back as its next block four times, and each ran as a SyntaxError."""
     if body.lstrip().startswith(("REPL output", "Output:")):
         return True
     try:
         tree = ast.parse(body)
     except (SyntaxError, ValueError):
-        return False
+        return body.lstrip().startswith(_OUTPUT_STARTS)
     return bool(tree.body) and all(isinstance(s, ast.Expr) and _is_literal(s.value) for s in tree.body)
+
+
+#: How the lines of a cell's output that are not the code's own prints begin.
+_OUTPUT_STARTS = ("note: ", 'File "<cell', "Traceback (most recent call last)", "NotRun: ", "SyntaxError: ")
 
 
 def _is_literal(node: ast.expr) -> bool:

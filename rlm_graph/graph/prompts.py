@@ -139,6 +139,12 @@ PAGING_NOTE = (
     "count, or search(...) for the question's words), then print the result."
 )
 
+#: Sent once when the model reads on a slice at a time after the paging note, with the runner's search.
+PAGING_AGAIN_NOTE = (
+    "You are still reading `context` a slice at a time. Stop paging: compute the answer with code over all "
+    "of it (over `rows`, the items or the lines), or run {search_hint} and read its hits."
+)
+
 FIRST_BLOCK_NOTE = (
     "Only your first ```repl block runs; the other {n} were written before you saw its output. Read "
     "the output below, then write the next block."
@@ -157,6 +163,17 @@ STUCK_NOTE = (
 
 GROUNDING_NOTE = (
     "You gave a final answer before seeing any output. Read the output above, check it, then reply with FINAL and the value it shows, e.g. FINAL(42)."
+)
+
+#: Parts of the worker's notes on a cell's text filter that cannot match (sandboxes/worker.py, _audit):
+#: a literal with capitals against lower-cased text, or one the data spells with other capitals. (Not
+#: "does not occur as written": a count of something the data lacks is rightly 0.)
+FILTER_NOTE_MARKS = ("but is compared with lower-cased text", "with these capitals, only with others")
+
+FILTER_FAILED_NOTE = (
+    "Your answer {answer} comes from code whose filter cannot match: the notes under its output say why. "
+    "Do not answer from it. Fix the filter as the notes say, run the code again and print the result, "
+    "then reply with FINAL and the value it prints."
 )
 
 FORM_NOTE = (

@@ -12,6 +12,7 @@ from rlm_graph.errors import ModelError, SandboxError
 from rlm_graph.graph import prompts
 from rlm_graph.graph.bindings import Bindings, RunSettings
 from rlm_graph.graph.answers import (
+    EMPTY_ANSWERS,
     asks_yes_no,
     empty_lookup,
     extract_value,
@@ -128,6 +129,19 @@ def _saw_output_before(state: RLMState, iteration: int) -> bool:
     return any(c.get("iteration", 0) < iteration for c in state.get("cells") or [])
 
 
+def _filter_failed(state: RLMState, answer: str) -> bool:
+    """True if the newest cell's filter could not match (the worker's audit notes say so) and the answer
+    comes from it: that cell recorded a FINAL, or the answer is an empty result (0, []). The 1.5B model
+    wrote ``"BLUE GOODS" in row.lower()`` and ``FINAL(total)`` in one cell, then kept answering 0."""
+    cells = state.get("cells") or []
+    if not cells:
+        return False
+    last = cells[-1]
+    if not any(mark in str(last.get("stderr") or "") for mark in prompts.FILTER_NOTE_MARKS):
+        return False
+    return last.get("final") is not None or answer.strip() in EMPTY_ANSWERS
+
+
 def _form_ok(state: RLMState, ctx: RunSettings, answer: str) -> tuple[bool, str, dict[str, Any]]:
     """Ask the sub-model what kind of value the question wants; check the answer's form in code.
 
@@ -168,6 +182,10 @@ def check_final(state: RLMState, runtime: Runtime[RLMContext], *, defaults: Bind
     proposed = state.get("proposed")
     if proposed is not None and not state.get("budget_hit"):
         answer = str(proposed.get("answer"))
+        notes = int(state.get("answer_notes") or 0)
+        if ctx.answer_check and notes < 2 and _filter_failed(state, answer):
+            note = prompts.FILTER_FAILED_NOTE.format(answer=answer[:200])
+            return {"proposed": None, "answer_notes": notes + 1, "messages": ({"role": "user", "content": note},)}
         if ctx.grounding_guard and not _saw_output_before(state, int(proposed.get("iteration") or 0)):
             # Never accepted: an answer given before any output is a guess (["FINAL(42)"] used to
             # return 42 with no cell run). Each refusal costs an iteration, so the limits still hold.
@@ -175,7 +193,6 @@ def check_final(state: RLMState, runtime: Runtime[RLMContext], *, defaults: Bind
             if limit is not None:
                 return _forced_final({**state, "proposed": None}, ctx, limits, limit)
             return {"proposed": None, "guard_used": True, "messages": ({"role": "user", "content": prompts.GROUNDING_NOTE},)}
-        notes = int(state.get("answer_notes") or 0)
         missing = (non_answer(answer) or empty_lookup(state.get("query", ""), answer)) and not asks_yes_no(state.get("query", ""))
         if missing and notes < 2:
             # "The context does not contain ..." to a question that presupposes a value: the small

@@ -144,13 +144,24 @@ def generate(state: RLMState, runtime: Runtime[RLMContext], *, defaults: Binding
         if stuck >= 2:
             update["budget_hit"] = "stuck_loop"
         return update
-    if blocks and _pages(blocks[0]) and sum(1 for c in (state.get("cells") or [])[-2:] if _pages(str(c.get("code") or ""))) == 2 \
-            and not any(prompts.PAGING_MARK in str(m.get("content")) for m in state.get("messages") or []):
+    paging = blocks and _pages(blocks[0]) and sum(1 for c in (state.get("cells") or [])[-2:] if _pages(str(c.get("code") or ""))) == 2
+    paged_before = [m for m in state.get("messages") or [] if prompts.PAGING_MARK in str(m.get("content"))]
+    if paging and not paged_before:
         # The 1.5B model printed context[0:100], context[100:200], ... for 20 turns over a 42-order table.
         size = (state.get("context_meta") or {}).get("length")
         update["messages"] += ({"role": "user", "content": prompts.PAGING_NOTE.format(
             size=f"{size:,} characters" if isinstance(size, int) and (state.get("context_meta") or {}).get("type") == "str"
             else f"{size:,} items" if isinstance(size, int) else "the context")},)
+    elif paging and not any(prompts.PAGING_AGAIN_NOTE[:40] in str(m.get("content")) for m in state.get("messages") or []):
+        # It read on for 17 more turns after the note: once, the runner shows what a search for the
+        # question's key words finds (whole records on a JSON text), as for a repeated cell.
+        note = prompts.PAGING_AGAIN_NOTE.format(search_hint=search_hint(state.get("query", "")))
+        found, charges = peek(state, ctx, key_terms(state.get("query", ""), 4))
+        if found:
+            note += prompts.RUNNER_SEARCH.format(found=found)
+        if charges.usage:
+            update["usage"] = add_usage(update["usage"], charges.usage)
+        update["messages"] += ({"role": "user", "content": note},)
     if len(blocks) > 1:
         # Rule 3, enforced: later blocks were written before the first one's output was seen (the
         # 1.5B model filtered CSV dates as 'January 2024' in a second block, unseen, and answered 0).

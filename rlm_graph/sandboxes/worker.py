@@ -474,7 +474,7 @@ def search(pattern, window=150, text=None, regex=False, case=False, fields=True)
             by_field = None
         if by_field:
             return by_field
-    source = _NS.get("context") if text is None else text
+    source = (_records() or _NS.get("context")) if text is None else text
     window = max(0, int(window))
     flags = 0 if case else re.IGNORECASE
     if isinstance(source, dict):
@@ -505,6 +505,19 @@ def search(pattern, window=150, text=None, regex=False, case=False, fields=True)
         print("search(%r) found nothing. Each word alone is found: %s. Search a shorter text."
               % (pattern, ", ".join("%r %s" % (w, "1000+" if n >= 1000 else n) for w, n in counts)))
     return hits
+
+
+def _records():
+    """The context's records as one text each, when the worker parsed a table that is not lines of
+    text (JSON text, a dict of columns) into `rows`, else None. search() returns whole records there:
+    on a one-line JSON text it used to return a window cut mid-record, and the 1.5B model answered
+    the largest Books order with the amount of the record before the match."""
+    table = _CONTEXT_SOURCE.get("records")
+    if table is None or _NS.get("context") is not _CONTEXT_SOURCE.get("value"):
+        return None
+    if _CONTEXT_SOURCE.get("records_text") is None:
+        _CONTEXT_SOURCE["records_text"] = [str(r) for r in table]
+    return _CONTEXT_SOURCE["records_text"]
 
 
 def _norm(s: str) -> str:
@@ -555,7 +568,9 @@ def _search_fields(pattern: str):
     if not conds:
         return None
     header = None
-    if isinstance(value, str):
+    if _CONTEXT_SOURCE.get("records") is not None:
+        value = rows = _CONTEXT_SOURCE["records"]
+    elif isinstance(value, str):
         rows = value.splitlines()
         if _CONTEXT_SOURCE.get("separator") and rows:
             header = [c.strip() for c in rows[0].split(_CONTEXT_SOURCE["separator"])]
@@ -704,7 +719,7 @@ def _audit(code: str, stdout: str) -> list:
         tree = ast.parse(code)
     except (SyntaxError, ValueError):
         return []
-    notes, literals = [], []
+    notes, literals = _helper_keys(tree), []
     # a cell that asks a model compares replies ("yes"), not the data: only its `in` tests are read
     asks = re.search(r"\b(?:llm_query|llm_query_batched|rlm_query|rlm_query_batched|judge|classify)\(", code) is not None
     for lit, lowered in _filter_literals(tree, with_fields=not asks):
@@ -734,6 +749,24 @@ def _audit(code: str, stdout: str) -> list:
                      "topic, a kind) is not a word to look for. Ask the model about each one: kept = judge(context, "
                      "\"<the question>\")")  # the host writes the run's question in its place
     return notes[:4]
+
+
+def _helper_keys(tree) -> list:
+    """A note for each REPL variable the cell read as a key of `context` (``context['rows']``): the
+    1.5B model, told "the variable `rows` holds the table", wrote context['rows'], got a KeyError and
+    then printed that the data has no rows until the loop guard stopped it."""
+    ctx = _NS.get("context")
+    notes = []
+    for node in ast.walk(tree):
+        if (isinstance(node, ast.Subscript) and isinstance(node.value, ast.Name) and node.value.id == "context"
+                and _str_const(node.slice) and node.slice.value in ("rows", "lists") and node.slice.value in _NS
+                and not (isinstance(ctx, dict) and node.slice.value in ctx)):
+            name = node.slice.value
+            note = ("note: `%s` is a variable of its own, not a key of `context`: write %s, not context[%r]."
+                    % (name, name, name))
+            if note not in notes:
+                notes.append(note)
+    return notes
 
 
 def _short_texts() -> bool:
@@ -1422,9 +1455,18 @@ def main() -> None:
                     table = _table_rows(value, meta)
                 except Exception:  # a help, never a failure of the load
                     table = None
+                _CONTEXT_SOURCE.update(records=None, records_text=None)
                 if table is not None:
                     _NS["rows"] = table
                     meta["rows"] = len(table)
+                    if not meta.get("columns"):  # JSON text or columns: search() returns whole records
+                        _CONTEXT_SOURCE["records"] = table
+                    if not meta.get("field_values") and not meta.get("json_values"):
+                        # a dict of columns: the few values its text columns take, as for records
+                        items = table[:2000]
+                        fields = _few_values({str(k): [x.get(k) for x in items if isinstance(x.get(k), str)] for k in table[0]})
+                        if fields:
+                            meta["field_values"] = fields
                 _NS.pop("lists", None)
                 try:
                     named = None if table is not None else _named_lists(value)
@@ -1433,7 +1475,7 @@ def main() -> None:
                 if named:
                     _NS["lists"] = named
                     meta["lists"] = {str(k)[:80]: len(v) for k, v in list(named.items())[:20]}
-                _CONTEXT_SOURCE["fields"] = meta.get("field_values") or {}
+                _CONTEXT_SOURCE["fields"] = meta.get("field_values") or meta.get("json_values") or {}
                 _CONTEXT_SOURCE["separator"] = meta.get("separator")
                 meta["load_seconds"] = round(time.time() - start, 3)
                 _send({"type": "loaded", "meta": meta})

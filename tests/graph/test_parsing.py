@@ -18,6 +18,12 @@ def test_empty_blocks_and_output_echoes_are_skipped() -> None:
     assert code_blocks("```\n18611\n7560\n```\n```repl\n[1, -2, (3, 'a')]\n{'k': None}\n```") == []
     # A name, a call or an assignment is code.
     assert code_blocks("```repl\nx = 1\nx\n```\n```repl\n7560\nprint(1)\n```") == ["x = 1\nx", "7560\nprint(1)"]
+    # The runner's notes or a traceback pasted back (seen on the 1.5B model) are not code; a broken cell
+    # of the model's own, or an annotation named note, still runs (its SyntaxError is the model's feedback).
+    pasted = ("```\nnote: 'south' is not in `context` with these capitals, only with others.\n```\n"
+              "```\nFile \"<cell 1>\", line 1\n    note: 'south' is not\nSyntaxError: invalid syntax\n```")
+    assert code_blocks(pasted) == []
+    assert code_blocks("```repl\nprint(len(rows)\n```\n```repl\nnote: str = 'x'\n```") == ["print(len(rows)", "note: str = 'x'"]
 
 
 def test_final_with_nested_parentheses() -> None:

@@ -117,3 +117,43 @@ def test_a_cell_that_asks_a_model_gets_no_note_on_its_reply_comparisons(sandbox:
     code = 'def llm_query_batched(p):\n    return ["no"] * len(p)\nreply = llm_query_batched(["x"])\nprint(sum(1 for r in [reply] if r[0] == "yes"))'
     out = run(session, 0, code)  # (the stand-in llm_query_batched is put back after the cell, with its own note)
     assert out.stdout.strip() == "0" and "'yes' does not occur" not in out.stderr
+
+
+def test_a_helper_variable_read_as_a_key_of_context_gets_a_note(sandbox: Start, tmp_path: Path) -> None:
+    # Seen on the 1.5B model (dev-tables-count-columns): told that `rows` holds the table, it wrote
+    # context['rows'], got a KeyError, and printed that the data has no rows until the loop guard stopped it.
+    path = tmp_path / "ctx.json"
+    path.write_text(json.dumps({"region": ["East", "West", "East"], "amount": [1, 2, 3]}), encoding="utf-8")
+    session = sandbox()
+    session.load_context(path, "json")
+    out = run(session, 0, "print(len([r for r in context['rows'] if r['region'] == 'East']))")
+    assert "KeyError" in (out.error or "") and "`rows` is a variable of its own, not a key of `context`" in out.stderr
+    out = run(session, 1, "print(len([r for r in rows if r['region'] == 'East']))")
+    assert out.stdout.strip() == "2" and "note:" not in out.stderr
+    # a text context has no `rows`: reading context['rows'] there is some other mistake, with no such note
+    text = _loaded(sandbox, tmp_path, LOG)
+    out = run(text, 0, "print(context['rows'])")
+    assert out.error and "variable of its own" not in out.stderr
+
+
+def test_search_over_a_json_text_or_columns_returns_whole_records(sandbox: Start, tmp_path: Path) -> None:
+    # Seen on the 1.5B model (dev-tables-max-json): search("Books") on a one-line JSON text returned a window
+    # cut mid-record, and it answered with the amount of the record before the match.
+    records = [{"id": i, "category": ["Books", "Toys", "Garden"][i % 3], "customer": f"Shop {i % 5}", "amount": 10.5 * i}
+               for i in range(40)]
+    books = [str(r) for r in records if r["category"] == "Books"]
+    columns = {k: [r[k] for r in records] for k in records[0]}
+    for data, fmt in ((json.dumps(records), "text"), (json.dumps(columns), "json")):
+        path = tmp_path / "ctx.json"
+        path.write_text(data, encoding="utf-8")
+        session = sandbox()
+        meta = session.load_context(path, fmt)
+        assert meta["field_values"]["category"] if fmt == "json" else meta["json_values"]["category"]
+        out = run(session, 0, "hits = search('books')\nprint(len(hits))\nprint(hits[0])")
+        # the field's value (Books) was matched on each record, and each hit is the whole record
+        assert out.stdout.splitlines()[-2:] == [str(len(books)), books[0]], out.stdout
+        out = run(session, 1, "print(search('Shop 3'))")
+        assert out.stdout.strip() == str([str(r) for r in records if r["customer"] == "Shop 3"]), out.stdout
+        # a search in a text the cell gives is a plain text search, as before
+        out = run(session, 2, "print(search('b', text='a\\nb\\nc'))")
+        assert out.stdout.strip() == "['b']"
