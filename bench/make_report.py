@@ -119,6 +119,9 @@ HELPER_MARKERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("paging note (context printed a slice at a time)", ("a slice at a time",)),
     ("short-texts note (a word filter over reviews or tickets found nothing: judge() instead)", ("is a collection of short texts",)),
     ("classify() offered (a context of short texts)", ("`classify(items, labels)`",)),
+    ("answer from a filter that cannot match sent back", ("comes from code whose filter cannot match",)),
+    ("context['rows'] note (a helper variable read as a key)", ("is a variable of its own, not a key of `context`",)),
+    ("paging again: the runner's search shown", ("You are still reading `context` a slice at a time",)),
 )
 
 
