@@ -82,6 +82,22 @@ def test_an_answer_from_a_filter_that_cannot_match_goes_back(rlm_for: Any) -> No
     # both the FINAL inside the broken cell and the 0 repeated after it were sent back with the reason
     assert sum("comes from code whose filter cannot match" in p for p in prompts) == 2
     assert "before seeing any output" not in prompts[1]
+    # the first note also shows the cell re-run by the runner with the flagged literal in lower case
+    assert "The runner ran that cell with 'blue goods' in lower case" in prompts[1] and "reply FINAL(12.0)" in prompts[1]
+    assert "The runner ran that cell" not in prompts[2]  # once per run
+
+
+def test_the_runners_fixed_run_of_a_cell_leaves_the_repl_as_the_recorded_cells_did(rlm_for: Any) -> None:
+    table = "customer,amount\nBlue Goods,10\nRed Goods,5\nBlue Goods,2\n"
+    broken = repl("hits = [l for l in context.splitlines() if 'BLUE GOODS' in l.lower()]\n"
+                  "total = sum(float(l.split(',')[1]) for l in hits)\nFINAL_VAR('total')")
+    rlm, srv = rlm_for([broken, repl("print('total is', total, len(hits))"), "FINAL(12.0)"], answer_check=True)
+    result = rlm.completion(table, "What is the total amount of the orders from BLUE GOODS?")
+    prompts = [r["prompt"] for r in srv.root_requests()]
+    assert "reply FINAL(12.0)" in prompts[1]
+    assert "total is 0 0" in prompts[2]  # the re-run bound nothing in the live REPL
+    # the runner's value, given back, is taken as counted (it is not a number the model's code printed)
+    assert float(result.answer) == 12 and result.confirmed and len(prompts) == 3
 
 
 def test_parallel_batched_sub_calls_overlap(rlm_for: Any) -> None:

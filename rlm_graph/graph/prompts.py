@@ -176,6 +176,13 @@ FILTER_FAILED_NOTE = (
     "then reply with FINAL and the value it prints."
 )
 
+#: The first words of the note part that shows the runner's lower-cased run of the model's cell.
+LOWERED_MARK = "The runner ran that cell with"
+LOWERED_RUN = (
+    "\n\n" + LOWERED_MARK + " {words} in lower case, as the notes say. It printed:\n{output}\n{ask}"
+)
+LOWERED_ASK = "If this answers the question, reply FINAL({value})."
+
 FORM_NOTE = (
     "Your answer {answer!r} does not look like what the question asks for ({reason}). Check the question "
     "and reply with FINAL and the right kind of value, e.g. FINAL(42) for a number."

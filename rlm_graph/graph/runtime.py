@@ -8,6 +8,7 @@ recorded cells, serving each sub-call from the record: no model call is repeated
 
 from __future__ import annotations
 
+import ast
 import json
 import logging
 import re
@@ -535,6 +536,58 @@ def judge_answer(state: RLMState, ctx: RunSettings, kind: str) -> tuple[str | No
     if kind == "count":
         return (str(value) if isinstance(value, int) else None), charges
     return (", ".join(str(v) for v in value) if isinstance(value, list) else None), charges
+
+
+#: The worker's note on a capitalised literal compared with lower-cased text (sandboxes/worker.py, _audit).
+_CAPITALS_NOTE = re.compile(r"^note: ('(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\") has capital letters but is compared with lower-cased text", re.MULTILINE)
+
+#: Runs the model's cell, the flagged literals lower-cased, in a copy of the REPL's names: what it prints
+#: and the value it gives FINAL are shown, and nothing it binds stays (a replay never runs it).
+_LOWERED_RUN = """\
+_g = dict(globals())
+_said = []
+_g["FINAL"] = lambda a: _said.append(str(a))
+_g["FINAL_VAR"] = lambda n: _said.append(str(_g.get(str(n).strip("'\\" "), n)))
+exec(compile({code!r}, "<cell>", "exec"), _g)
+if _said:
+    print("FINAL VALUE " + _said[-1][:500])
+"""
+
+
+def lowered_literals(stderr: str) -> list[str]:
+    """The literals the worker's notes say have capitals but are compared with lower-cased text."""
+    out = []
+    for m in _CAPITALS_NOTE.finditer(stderr or ""):
+        try:
+            value = ast.literal_eval(m.group(1))
+        except (ValueError, SyntaxError):
+            continue
+        if isinstance(value, str) and value != value.lower() and value not in out:
+            out.append(value)
+    return out
+
+
+def lowered_rerun(state: RLMState, ctx: RunSettings, code: str, literals: list[str]) -> tuple[str | None, Charges]:
+    """Run ``code`` with each of ``literals`` written in lower case, outside the run's record, and
+    return what it printed (the FINAL it gave as a last line "FINAL VALUE x"), or None.
+
+    The fix is the one the worker's note names ("'BLUE GOODS' is compared with lower-cased text:
+    write 'blue goods'"); the 1.5B model was told so twice and ran the same cell again each time.
+    The cell runs in a copy of the REPL's names, so the live REPL keeps only what recorded cells did.
+    """
+    try:
+        tree = ast.parse(code)
+    except (SyntaxError, ValueError):
+        return None, Charges()
+    hit = False
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value in literals:
+            node.value = node.value.lower()
+            hit = True
+    if not hit:
+        return None, Charges()
+    out, charges = peek_code(state, ctx, _LOWERED_RUN.format(code=ast.unparse(tree)))
+    return out, charges
 
 
 def peek(state: RLMState, ctx: RunSettings, terms: list[str]) -> tuple[str | None, Charges]:

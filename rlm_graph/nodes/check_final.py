@@ -32,7 +32,7 @@ from rlm_graph.graph.answers import (
 )
 from rlm_graph.graph.parsing import find_final
 from rlm_graph.graph.ledger import BudgetSpent
-from rlm_graph.graph.runtime import Charges, budgeted_call, close_session, field_count, judge_answer, judge_note, judgement_kind, open_session, peek, peek_code, reached_limit, run_account, settings_of
+from rlm_graph.graph.runtime import Charges, budgeted_call, close_session, field_count, judge_answer, judge_note, judgement_kind, lowered_literals, lowered_rerun, open_session, peek, peek_code, reached_limit, run_account, settings_of
 from rlm_graph.graph.settings import Limits, RLMContext
 from rlm_graph.graph.state import RLMState, add_usage
 from rlm_graph.models.calls import ContextOverflow
@@ -142,6 +142,30 @@ def _filter_failed(state: RLMState, answer: str) -> bool:
     return last.get("final") is not None or answer.strip() in EMPTY_ANSWERS
 
 
+_LAST_VALUE = re.compile(r"^\s*-?\d[\d,]*(?:\.\d+)?\s*$")
+
+
+def _with_lowered_run(state: RLMState, ctx: RunSettings, note: str) -> tuple[str, Charges]:
+    """``note`` plus what the newest cell gives with its flagged capitalised literals lower-cased
+    (the fix the worker's note names), run by the runner outside the record; ``note`` alone when
+    there is nothing to fix or the run shows no value."""
+    last = (state.get("cells") or [{}])[-1]
+    words = lowered_literals(str(last.get("stderr") or ""))
+    if not words:
+        return note, Charges()
+    out, charges = lowered_rerun(state, ctx, str(last.get("code") or ""), words)
+    lines = [line for line in (out or "").splitlines() if line.strip()]
+    if not lines:
+        return note, charges
+    value = lines[-1][len("FINAL VALUE "):].strip() if lines[-1].startswith("FINAL VALUE ") else None
+    if value is None and _LAST_VALUE.match(lines[-1]):
+        value = lines[-1].strip()
+    shown = "\n".join(line for line in lines if not line.startswith("FINAL VALUE "))[-1500:] or value or ""
+    ask = prompts.LOWERED_ASK.format(value=value) if value and value not in EMPTY_ANSWERS else ""
+    run = prompts.LOWERED_RUN.format(words=", ".join(repr(w.lower()) for w in words), output=shown, ask=ask)
+    return note + run.rstrip(), charges
+
+
 def _form_ok(state: RLMState, ctx: RunSettings, answer: str) -> tuple[bool, str, dict[str, Any]]:
     """Ask the sub-model what kind of value the question wants; check the answer's form in code.
 
@@ -184,8 +208,10 @@ def check_final(state: RLMState, runtime: Runtime[RLMContext], *, defaults: Bind
         answer = str(proposed.get("answer"))
         notes = int(state.get("answer_notes") or 0)
         if ctx.answer_check and notes < 2 and _filter_failed(state, answer):
-            note = prompts.FILTER_FAILED_NOTE.format(answer=answer[:200])
-            return {"proposed": None, "answer_notes": notes + 1, "messages": ({"role": "user", "content": note},)}
+            note, charges = prompts.FILTER_FAILED_NOTE.format(answer=answer[:200]), Charges()
+            if not _notes_with(state, prompts.LOWERED_MARK):
+                note, charges = _with_lowered_run(state, ctx, note)
+            return {"proposed": None, "answer_notes": notes + 1, "messages": ({"role": "user", "content": note},), **_spent(charges)}
         if ctx.grounding_guard and not _saw_output_before(state, int(proposed.get("iteration") or 0)):
             # Never accepted: an answer given before any output is a guess (["FINAL(42)"] used to
             # return 42 with no cell run). Each refusal costs an iteration, so the limits still hold.
@@ -260,7 +286,7 @@ def check_final(state: RLMState, runtime: Runtime[RLMContext], *, defaults: Bind
             spent = _merge_spent(spent, more)
             if note is not None:
                 return {"messages": ({"role": "user", "content": note},), **spent, "proposed": None, "form_checks": checks + 1}
-        counted = answer.strip() in _runner_counts(state)  # the runner's own count, given back: not unseen, not uncounted
+        counted = any(_same_value(answer, c) for c in _runner_counts(state))  # the runner's own count, given back: not unseen, not uncounted
         if checks < 2 and not counted and uncounted(state.get("query", ""), answer, _seen_text(state)):
             note = prompts.UNCOUNTED_NOTE.format(answer=answer)
             return {"proposed": None, "form_checks": checks + 1, "messages": ({"role": "user", "content": note},)}
@@ -382,9 +408,22 @@ def _needs_judging(state: RLMState, answer: str, kind: str) -> bool:
     return not _notes_with(state, prompts.JUDGE_MARK)
 
 
+def _same_value(a: str, b: str) -> bool:
+    """True if two answers are the same text or the same number (12 and 12.0)."""
+    a, b = a.strip(), b.strip()
+    if a == b:
+        return True
+    try:
+        return float(a.replace(",", "")) == float(b.replace(",", ""))
+    except ValueError:
+        return False
+
+
 def _runner_counts(state: RLMState) -> set[str]:
     """The counts the runner's field-count notes gave (see :func:`_field_recount`)."""
-    return {m.group(1) for note in _notes_with(state, prompts.FIELD_COUNT_MARK) for m in re.finditer(r"reply FINAL\((\d+)\)", note)}
+    counts = {m.group(1) for note in _notes_with(state, prompts.FIELD_COUNT_MARK) for m in re.finditer(r"reply FINAL\((\d+)\)", note)}
+    # and the value of the model's own cell re-run with its filter fixed (see _with_lowered_run)
+    return counts | {m.group(1) for note in _notes_with(state, prompts.LOWERED_MARK) for m in re.finditer(r"reply FINAL\((.+?)\)\.$", note, re.MULTILINE)}
 
 
 def _field_recount(state: RLMState, ctx: RunSettings, answer: str) -> tuple[str | None, dict[str, Any]]:
