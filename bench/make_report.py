@@ -121,6 +121,7 @@ HELPER_MARKERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("classify() offered (a context of short texts)", ("`classify(items, labels)`",)),
     ("answer from a filter that cannot match sent back", ("comes from code whose filter cannot match",)),
     ("context['rows'] note (a helper variable read as a key)", ("is a variable of its own, not a key of `context`",)),
+    ("a column looped over as rows: note naming `rows`", ("is one column, a list of plain values",)),
     ("paging again: the runner's search shown", ("You are still reading `context` a slice at a time",)),
 )
 

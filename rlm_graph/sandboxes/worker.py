@@ -711,7 +711,7 @@ def _filter_literals(tree, with_fields: bool = True) -> list:
     return found
 
 
-def _audit(code: str, stdout: str) -> list:
+def _audit(code: str, stdout: str, error=None) -> list:
     """Notes on a cell's text filters that cannot match: the commonest silent mistake of a small
     model is ``"ERROR" in line.lower()`` (never true) or a literal the data spells otherwise. The
     notes name the cause and the call that would find it; they never change what the cell did."""
@@ -719,7 +719,7 @@ def _audit(code: str, stdout: str) -> list:
         tree = ast.parse(code)
     except (SyntaxError, ValueError):
         return []
-    notes, literals = _helper_keys(tree), []
+    notes, literals = _helper_keys(tree) + _column_as_rows(tree, error), []
     # a cell that asks a model compares replies ("yes"), not the data: only its `in` tests are read
     asks = re.search(r"\b(?:llm_query|llm_query_batched|rlm_query|rlm_query_batched|judge|classify)\(", code) is not None
     for lit, lowered in _filter_literals(tree, with_fields=not asks):
@@ -767,6 +767,22 @@ def _helper_keys(tree) -> list:
             if note not in notes:
                 notes.append(note)
     return notes
+
+
+def _column_as_rows(tree, error) -> list:
+    """A note when a cell that failed with a TypeError looped over one column of a table of columns
+    as if it held rows (``for row in context['order_id']: row['date']``): seen on the 1.5B model,
+    which then ran the same loop until the loop guard stopped it."""
+    ctx = _NS.get("context")
+    if not error or "TypeError" not in str(error) or not isinstance(ctx, dict) or _NS.get("rows") is None:
+        return []
+    for node in ast.walk(tree):
+        it = node.iter if isinstance(node, (ast.For, ast.comprehension)) else None
+        if (isinstance(it, ast.Subscript) and isinstance(it.value, ast.Name) and it.value.id == "context"
+                and _str_const(it.slice) and it.slice.value in ctx):
+            return ["note: context[%r] is one column, a list of plain values, not of rows. The rows are in "
+                    "`rows`, a list of dicts: for row in rows: row['<column>']." % it.slice.value]
+    return []
 
 
 def _short_texts() -> bool:
@@ -1359,7 +1375,7 @@ def _exec_cell(cell: int, code: str, timeout: float, limit: int) -> dict:
     restored = _restore()
     stderr = err.getvalue()
     try:
-        audit = _audit(code, out.getvalue())
+        audit = _audit(code, out.getvalue(), error)
     except Exception:  # a note is help, never a failure of the cell
         audit = []
     if audit:

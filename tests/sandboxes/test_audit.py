@@ -130,6 +130,11 @@ def test_a_helper_variable_read_as_a_key_of_context_gets_a_note(sandbox: Start, 
     assert "KeyError" in (out.error or "") and "`rows` is a variable of its own, not a key of `context`" in out.stderr
     out = run(session, 1, "print(len([r for r in rows if r['region'] == 'East']))")
     assert out.stdout.strip() == "2" and "note:" not in out.stderr
+    # a loop over one column as if it held rows (seen on dev-tables-count-columns) gets a note naming `rows`
+    out = run(session, 2, "print(len([r for r in context['amount'] if r['region'] == 'East']))")
+    assert "TypeError" in (out.error or "") and "context['amount'] is one column" in out.stderr and "`rows`" in out.stderr
+    out = run(session, 3, "print(sum(v for v in context['amount']))")
+    assert out.stdout.strip() == "6" and "note:" not in out.stderr  # a column used as a column: no note
     # a text context has no `rows`: reading context['rows'] there is some other mistake, with no such note
     text = _loaded(sandbox, tmp_path, LOG)
     out = run(text, 0, "print(context['rows'])")
