@@ -9,7 +9,7 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, System
 from langgraph.runtime import Runtime
 
 from rlm_graph.graph import prompts
-from rlm_graph.graph.bindings import Bindings
+from rlm_graph.graph.bindings import Bindings, RunSettings
 from rlm_graph.graph.answers import key_terms, search_hint
 from rlm_graph.graph.parsing import FinalCall, code_blocks, find_final, normalize_code
 from rlm_graph.graph.ledger import BudgetSpent
@@ -87,6 +87,17 @@ def _shown(word: str, state: RLMState) -> bool:
     return any(re.search(rf"\b{re.escape(word)}\b", c.get("stdout") or "") for c in state.get("cells") or [])
 
 
+def _with_runner_search(state: RLMState, ctx: RunSettings, note: str, update: dict[str, Any]) -> str:
+    """``note`` plus what the runner's search for the question's key words finds (run outside the
+    record); what a replay spent to get there is added to ``update``'s usage."""
+    found, charges = peek(state, ctx, key_terms(state.get("query", ""), 4))
+    if found:
+        note += prompts.RUNNER_SEARCH.format(found=found)
+    if charges.usage:
+        update["usage"] = add_usage(update["usage"], charges.usage)
+    return note
+
+
 def generate(state: RLMState, runtime: Runtime[RLMContext], *, defaults: Bindings | None = None) -> dict[str, Any]:
     """Ask the root model for its next step; queue its code, note a FINAL written in prose."""
     ctx = settings_of(runtime, defaults)
@@ -134,11 +145,7 @@ def generate(state: RLMState, runtime: Runtime[RLMContext], *, defaults: Binding
             note = judge_note(state, kind)
         elif stuck == 1:
             # show what a search for the question's key words finds, rather than only suggest it
-            found, charges = peek(state, ctx, key_terms(state.get("query", ""), 4))
-            if found:
-                note += prompts.RUNNER_SEARCH.format(found=found)
-            if charges.usage:
-                update["usage"] = add_usage(update["usage"], charges.usage)
+            note = _with_runner_search(state, ctx, note, update)
         update["messages"] += ({"role": "user", "content": note},)
         update.update(queue=[], stuck=stuck)
         if stuck >= 2:
@@ -156,12 +163,7 @@ def generate(state: RLMState, runtime: Runtime[RLMContext], *, defaults: Binding
         # It read on for 17 more turns after the note: once, the runner shows what a search for the
         # question's key words finds (whole records on a JSON text), as for a repeated cell.
         note = prompts.PAGING_AGAIN_NOTE.format(search_hint=search_hint(state.get("query", "")))
-        found, charges = peek(state, ctx, key_terms(state.get("query", ""), 4))
-        if found:
-            note += prompts.RUNNER_SEARCH.format(found=found)
-        if charges.usage:
-            update["usage"] = add_usage(update["usage"], charges.usage)
-        update["messages"] += ({"role": "user", "content": note},)
+        update["messages"] += ({"role": "user", "content": _with_runner_search(state, ctx, note, update)},)
     if len(blocks) > 1:
         # Rule 3, enforced: later blocks were written before the first one's output was seen (the
         # 1.5B model filtered CSV dates as 'January 2024' in a second block, unseen, and answered 0).
