@@ -37,6 +37,12 @@ apt_install() {
 }
 say "installing ${missing[*]} (log: $LOG)"
 : >"$LOG"
+# A machine whose image was saved in the middle of a package install refuses every apt-get until
+# dpkg finishes what it was doing ("dpkg was interrupted, you must manually run 'dpkg --configure -a'").
+if [ -n "$(ls -A /var/lib/dpkg/updates 2>/dev/null)" ]; then
+    say "finishing an interrupted dpkg run first (dpkg --configure -a)"
+    "${SUDO[@]}" dpkg --configure -a >>"$LOG" 2>&1 || true
+fi
 # Try the package lists that are there first: an update costs seconds and needs the network.
 if ! ls /var/lib/apt/lists/*_Packages* >/dev/null 2>&1 || ! apt_install; then
     "${SUDO[@]}" apt-get update -qq -o DPkg::Lock::Timeout=120 >>"$LOG" 2>&1 && apt_install || {
