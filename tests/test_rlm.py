@@ -87,6 +87,15 @@ def test_an_answer_from_a_filter_that_cannot_match_goes_back(rlm_for: Any) -> No
     assert "The runner ran that cell" not in prompts[2]  # once per run
 
 
+def test_no_filter_note_is_sent_past_the_iteration_limit(rlm_for: Any) -> None:
+    table = "customer,amount\nBlue Goods,10\n"
+    broken = repl("n = sum(1 for l in context.splitlines() if 'BLUE GOODS' in l.lower())\nFINAL(n)")
+    rlm, srv = rlm_for([broken, "FINAL(1)"], answer_check=True, max_iterations=1)
+    result = rlm.completion(table, "How many orders are from BLUE GOODS?")
+    assert result.iterations == 1 and len(srv.root_requests()) <= 2  # the turn, and at most one forced answer
+    assert all("filter cannot match" not in r["prompt"] for r in srv.root_requests())
+
+
 def test_the_runners_fixed_run_of_a_cell_leaves_the_repl_as_the_recorded_cells_did(rlm_for: Any) -> None:
     table = "customer,amount\nBlue Goods,10\nRed Goods,5\nBlue Goods,2\n"
     broken = repl("hits = [l for l in context.splitlines() if 'BLUE GOODS' in l.lower()]\n"

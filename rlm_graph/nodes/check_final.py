@@ -207,7 +207,8 @@ def check_final(state: RLMState, runtime: Runtime[RLMContext], *, defaults: Bind
     if proposed is not None and not state.get("budget_hit"):
         answer = str(proposed.get("answer"))
         notes = int(state.get("answer_notes") or 0)
-        if ctx.answer_check and notes < 2 and _filter_failed(state, answer):
+        if ctx.answer_check and notes < 2 and _filter_failed(state, answer) and reached_limit(limits, state, ctx) is None:
+            # (not on the last iteration: a note there would run one turn past max_iterations)
             note, charges = prompts.FILTER_FAILED_NOTE.format(answer=answer[:200]), Charges()
             if not _notes_with(state, prompts.LOWERED_MARK):
                 note, charges = _with_lowered_run(state, ctx, note)
