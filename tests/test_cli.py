@@ -136,3 +136,25 @@ def test_compare_prints_both_sides(scripted: Any, tmp_path: Path) -> None:
 def test_viz_with_a_missing_log_is_one_line(tmp_path: Path) -> None:
     out = cli("viz", str(tmp_path / "missing.jsonl"), "--port", "0")
     assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1 and "Traceback" not in out.stderr
+
+
+def test_ctrl_c_shutdown_noise_from_concurrent_futures_is_dropped_and_nothing_else(caplog: Any) -> None:
+    # Seen once in CI: after Ctrl-C, a future's done-callback scheduled work on the executor being shut
+    # down and concurrent.futures logged its traceback above the "interrupted; resume with" line.
+    import logging
+
+    from rlm_graph.cli import _ShutdownNoise
+
+    logger = logging.getLogger("concurrent.futures")
+    noise = _ShutdownNoise()
+    logger.addFilter(noise)
+    try:
+        with caplog.at_level(logging.ERROR, logger="concurrent.futures"):
+            for exc in (RuntimeError("cannot schedule new futures after shutdown"), ValueError("a real failure")):
+                try:
+                    raise exc
+                except Exception:
+                    logger.exception("exception calling callback for <Future>")
+        assert [r.exc_info[1] for r in caplog.records if r.exc_info] == [exc]  # only the real failure is logged
+    finally:
+        logger.removeFilter(noise)

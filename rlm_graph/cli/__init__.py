@@ -10,6 +10,7 @@ one line on stderr and a non-zero exit, never a traceback.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -43,8 +44,19 @@ def _resume_hint() -> str:
     return f"rlm-graph resume {tid}" if tid and CURRENT.get("resumable") else ""
 
 
+class _ShutdownNoise(logging.Filter):
+    """Drops the traceback concurrent.futures logs when a done-callback schedules work on an executor
+    that a Ctrl-C is already shutting down ("cannot schedule new futures after shutdown"): seen once
+    in CI between the interrupt and the "interrupted; resume with" line, which must stand alone."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        return not (isinstance(exc, RuntimeError) and "after shutdown" in str(exc))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``rlm-graph`` command."""
+    logging.getLogger("concurrent.futures").addFilter(_ShutdownNoise())
     parser = build_parser()
     args = parser.parse_args(argv)
     handler = getattr(args, "handler", None)
