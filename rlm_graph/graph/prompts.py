@@ -140,8 +140,9 @@ PAGING_NOTE = (
 )
 
 #: Sent once when the model reads on a slice at a time after the paging note, with the runner's search.
+PAGING_AGAIN_MARK = "You are still reading `context` a slice at a time"
 PAGING_AGAIN_NOTE = (
-    "You are still reading `context` a slice at a time. Stop paging: compute the answer with code over all "
+    PAGING_AGAIN_MARK + ". Stop paging: compute the answer with code over all "
     "of it (over `rows`, the items or the lines), or run {search_hint} and read its hits."
 )
 

@@ -539,7 +539,7 @@ def judge_answer(state: RLMState, ctx: RunSettings, kind: str) -> tuple[str | No
 
 
 #: The worker's note on a capitalised literal compared with lower-cased text (sandboxes/worker.py, _audit).
-_CAPITALS_NOTE = re.compile(r"^note: ('(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\") has capital letters but is compared with lower-cased text", re.MULTILINE)
+_CAPITALS_NOTE = re.compile(r"^note: ('(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\") has capital letters " + re.escape(prompts.FILTER_NOTE_MARKS[0]), re.MULTILINE)
 
 #: Runs the model's cell, the flagged literals lower-cased, in a copy of the REPL's names: what it prints
 #: and the value it gives FINAL are shown, and nothing it binds stays (a replay never runs it).
@@ -586,8 +586,7 @@ def lowered_rerun(state: RLMState, ctx: RunSettings, code: str, literals: list[s
             hit = True
     if not hit:
         return None, Charges()
-    out, charges = peek_code(state, ctx, _LOWERED_RUN.format(code=ast.unparse(tree)))
-    return out, charges
+    return peek_code(state, ctx, _LOWERED_RUN.format(code=ast.unparse(tree)))
 
 
 def peek(state: RLMState, ctx: RunSettings, terms: list[str]) -> tuple[str | None, Charges]:

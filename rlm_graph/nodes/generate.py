@@ -87,6 +87,11 @@ def _shown(word: str, state: RLMState) -> bool:
     return any(re.search(rf"\b{re.escape(word)}\b", c.get("stdout") or "") for c in state.get("cells") or [])
 
 
+def _sent(state: RLMState, mark: str) -> bool:
+    """True if a message of the run holds ``mark`` (the fixed first words of a once-only note)."""
+    return any(mark in str(m.get("content")) for m in state.get("messages") or [])
+
+
 def _with_runner_search(state: RLMState, ctx: RunSettings, note: str, update: dict[str, Any]) -> str:
     """``note`` plus what the runner's search for the question's key words finds (run outside the
     record); what a replay spent to get there is added to ``update``'s usage."""
@@ -140,7 +145,7 @@ def generate(state: RLMState, runtime: Runtime[RLMContext], *, defaults: Binding
         stuck = int(state.get("stuck") or 0) + 1
         note = prompts.STUCK_NOTE.format(search_hint=search_hint(state.get("query", "")))
         kind = judgement_kind(state) if ctx.answer_check else None
-        if stuck == 1 and kind and not any(prompts.JUDGE_MARK in str(m.get("content")) for m in state.get("messages") or []):
+        if stuck == 1 and kind and not _sent(state, prompts.JUDGE_MARK):
             # a judgement question (reviews, tickets) looped on word filters: the way out is judge(), not a search
             note = judge_note(state, kind)
         elif stuck == 1:
@@ -152,14 +157,13 @@ def generate(state: RLMState, runtime: Runtime[RLMContext], *, defaults: Binding
             update["budget_hit"] = "stuck_loop"
         return update
     paging = blocks and _pages(blocks[0]) and sum(1 for c in (state.get("cells") or [])[-2:] if _pages(str(c.get("code") or ""))) == 2
-    paged_before = [m for m in state.get("messages") or [] if prompts.PAGING_MARK in str(m.get("content"))]
-    if paging and not paged_before:
+    if paging and not _sent(state, prompts.PAGING_MARK):
         # The 1.5B model printed context[0:100], context[100:200], ... for 20 turns over a 42-order table.
         size = (state.get("context_meta") or {}).get("length")
         update["messages"] += ({"role": "user", "content": prompts.PAGING_NOTE.format(
             size=f"{size:,} characters" if isinstance(size, int) and (state.get("context_meta") or {}).get("type") == "str"
             else f"{size:,} items" if isinstance(size, int) else "the context")},)
-    elif paging and not any(prompts.PAGING_AGAIN_NOTE[:40] in str(m.get("content")) for m in state.get("messages") or []):
+    elif paging and not _sent(state, prompts.PAGING_AGAIN_MARK):
         # It read on for 17 more turns after the note: once, the runner shows what a search for the
         # question's key words finds (whole records on a JSON text), as for a repeated cell.
         note = prompts.PAGING_AGAIN_NOTE.format(search_hint=search_hint(state.get("query", "")))
