@@ -599,6 +599,43 @@ def test_classify_asks_the_sub_model_for_one_label_per_item_and_reads_the_label_
     assert "give at least two label names" in srv.root_requests()[1]["prompt"] and not srv.sub_requests()
 
 
+def test_a_cell_that_tests_texts_for_a_label_word_is_run_again_with_the_labels_judged(rlm_for: Any) -> None:
+    """The question says each text's label is "one of: positive, negative, neutral"; the cell counts the
+    lines that contain "neutral" (never written) and finds 0. The runner runs it again, each label test
+    answered by classify() over the texts it tested, and shows what that printed; the cell's own
+    output and names are unchanged, and the sub-calls are recorded with the cell."""
+    def sub(prompt: str) -> str:
+        item = prompt.split("Item:\n", 1)[1].split("\n\n", 1)[0]
+        return "neutral" if "box" in item else "positive" if "love" in item else "negative"
+
+    lines = ["[2022-01-02] <111> I love it", "[2022-01-03] <222> It came in a box", "[2022-02-01] <111> It arrived in a box",
+             "[2022-02-05] <111> It broke", "[2022-03-01] <333> in a box again"]
+    question = ("Each line holds a date, a user id and a text. A text's label is its sentiment, one of: positive, negative, "
+                "neutral (a plain fact). How many lines of user 111 have the label 'neutral'?")
+    code = ("hits = [l for l in context.splitlines() if '<111>' in l]\n"
+            "n = sum(1 for line in hits if 'neutral' in line.lower())\nprint(n)")
+    rlm, srv = rlm_for([repl(code), repl("print(n)"), "FINAL(1)"], sub=sub)
+    result = rlm.completion("\n".join(lines), question)
+    out = srv.root_requests()[1]["prompt"].split("```")[1]
+    assert out.strip().startswith("0")  # the cell ran as written
+    from rlm_graph.graph.prompts import LABEL_RUN_MARK
+
+    assert "'neutral' is a label the model gives each text" in out and "over the 3 texts it tested (" in out
+    assert LABEL_RUN_MARK in out  # the mark the host reads the runner's value by
+    assert "It printed:\n1\nIf this answers the question, reply FINAL(1)." in out
+    assert "does not occur" not in out and "judge(context" not in out  # the word-filter notes are not given too
+    assert "0" == srv.root_requests()[2]["prompt"].split("```")[1].strip().splitlines()[0]  # n stayed the cell's own
+    assert len(srv.sub_requests()) == 3 and result.answer == "1" and result.confirmed
+    # a question that lists no labels, or a filter that found something, gets no re-run
+    rlm, srv = rlm_for([repl("print(sum('neutral' in l for l in context.splitlines()))"), "FINAL(0)"], sub=sub)
+    rlm.completion("\n".join(lines), "How many lines are neutral?")
+    assert "re-ran" not in srv.root_requests()[1]["prompt"] and "ran this cell" not in srv.root_requests()[1]["prompt"]
+    assert not srv.sub_requests()
+    rlm, srv = rlm_for([repl("print(sum('box' in l for l in context.splitlines()))"), "FINAL(3)"], sub=sub)
+    rlm.completion("\n".join(lines), question)
+    assert "ran this cell" not in srv.root_requests()[1]["prompt"] and not srv.sub_requests()
+
+
 def test_the_classify_helper_is_offered_only_when_asked_and_only_for_a_context_of_short_texts() -> None:
     from rlm_graph.graph import prompts as P
 

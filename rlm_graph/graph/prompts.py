@@ -184,6 +184,10 @@ LOWERED_RUN = (
 )
 LOWERED_ASK = "If this answers the question, reply FINAL({value})."
 
+#: The worker's note after it re-ran a cell that tested texts for a label word, each test answered by
+#: classify() (sandboxes/worker.py, _label_rerun); its "reply FINAL(x)." value counts as the runner's own.
+LABEL_RUN_MARK = "again with each label test answered by classify()"
+
 FORM_NOTE = (
     "Your answer {answer!r} does not look like what the question asks for ({reason}). Check the question "
     "and reply with FINAL and the right kind of value, e.g. FINAL(42) for a number."

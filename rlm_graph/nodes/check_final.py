@@ -423,8 +423,10 @@ def _same_value(a: str, b: str) -> bool:
 def _runner_counts(state: RLMState) -> set[str]:
     """The counts the runner's field-count notes gave (see :func:`_field_recount`)."""
     counts = {m.group(1) for note in _notes_with(state, prompts.FIELD_COUNT_MARK) for m in re.finditer(r"reply FINAL\((\d+)\)", note)}
-    # and the value of the model's own cell re-run with its filter fixed (see _with_lowered_run)
-    return counts | {m.group(1) for note in _notes_with(state, prompts.LOWERED_MARK) for m in re.finditer(r"reply FINAL\((.+?)\)\.$", note, re.MULTILINE)}
+    # and the value of the model's own cell re-run with its filter fixed (see _with_lowered_run) or
+    # with its label tests answered by the sub-model (the worker's _label_rerun)
+    return counts | {m.group(1) for mark in (prompts.LOWERED_MARK, prompts.LABEL_RUN_MARK) for note in _notes_with(state, mark)
+                     for m in re.finditer(r"reply FINAL\((.+?)\)\.$", note, re.MULTILINE)}
 
 
 def _field_recount(state: RLMState, ctx: RunSettings, answer: str) -> tuple[str | None, dict[str, Any]]:

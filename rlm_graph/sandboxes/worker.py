@@ -711,10 +711,11 @@ def _filter_literals(tree, with_fields: bool = True) -> list:
     return found
 
 
-def _audit(code: str, stdout: str, error=None) -> list:
+def _audit(code: str, stdout: str, error=None, skip=()) -> list:
     """Notes on a cell's text filters that cannot match: the commonest silent mistake of a small
     model is ``"ERROR" in line.lower()`` (never true) or a literal the data spells otherwise. The
-    notes name the cause and the call that would find it; they never change what the cell did."""
+    notes name the cause and the call that would find it; they never change what the cell did.
+    Literals in ``skip`` (label names the runner has already answered, see _label_rerun) get none."""
     try:
         tree = ast.parse(code)
     except (SyntaxError, ValueError):
@@ -726,7 +727,7 @@ def _audit(code: str, stdout: str, error=None) -> list:
         if lowered and lit != lit.lower():
             notes.append("note: %r has capital letters but is compared with lower-cased text (.lower()), so it never "
                          "matches: write %r, or use search(%r)." % (lit, lit.lower(), lit))
-        elif len(lit.strip()) >= 2:
+        elif len(lit.strip()) >= 2 and lit.strip().lower() not in {x.lower() for x in skip}:
             literals.append((lit, lowered))
     if not literals or not (_EMPTY_LINE.search(stdout) or not stdout.strip()):
         return notes[:3]
@@ -749,6 +750,131 @@ def _audit(code: str, stdout: str, error=None) -> list:
                      "topic, a kind) is not a word to look for. Ask the model about each one: kept = judge(context, "
                      "\"<the question>\")")  # the host writes the run's question in its place
     return notes[:4]
+
+
+#: "A text's label is its sentiment, one of: positive, negative, neutral (a plain statement ...)." The
+#: names a question says a label is one of (parentheses dropped first).
+_ONE_OF = re.compile(r"\bone of\b:?\s*([^.?!;]*)", re.IGNORECASE)
+#: At most this many distinct texts are labelled for one label re-run (one sub-call each).
+_LABEL_RERUN_MAX = 150
+
+
+def _question_labels() -> list:
+    """The label names the run's question lists after "one of" (at least two), else []."""
+    question = re.sub(r"\([^)]*\)", "", str(_CONTEXT_SOURCE.get("question") or ""))
+    for m in _ONE_OF.finditer(question):
+        names = [re.sub(r"^(?:or|and)\s+", "", part.strip()).strip(" '\"") for part in re.split(r",|\bor\b", m.group(1))]
+        names = [n for n in names if re.fullmatch(r"[A-Za-z][A-Za-z0-9_ -]{0,30}", n)]
+        if len(names) >= 2:
+            return list(dict.fromkeys(names))
+    return []
+
+
+class _LabelTests(ast.NodeTransformer):
+    """Rewrites each test of a text for a label name (``"neutral" in line.lower()``,
+    ``row["text"] == "entity"``, ``t.startswith("location")``) into ``_label_is(<the text>, "<name>")``."""
+
+    def __init__(self, names) -> None:
+        self.names = {n.lower(): n for n in names}
+        self.found: list = []
+
+    def _name(self, node):
+        return self.names.get(node.value.strip().lower()) if _str_const(node) else None
+
+    def _swap(self, node, subject, name, negate=False):
+        self.found.append(name)
+        call = ast.Call(ast.Name("_label_is", ast.Load()), [subject, ast.Constant(name)], [])
+        return ast.copy_location(ast.UnaryOp(ast.Not(), call) if negate else call, node)
+
+    def visit_Compare(self, node):
+        self.generic_visit(node)
+        if len(node.ops) != 1:
+            return node
+        left, op, right = node.left, node.ops[0], node.comparators[0]
+        if isinstance(op, (ast.In, ast.NotIn)) and self._name(left):
+            return self._swap(node, right, self._name(left), isinstance(op, ast.NotIn))
+        if isinstance(op, (ast.Eq, ast.NotEq)):
+            for const, other in ((right, left), (left, right)):
+                if self._name(const) and not _str_const(other):
+                    return self._swap(node, other, self._name(const), isinstance(op, ast.NotEq))
+        return node
+
+    def visit_Call(self, node):
+        self.generic_visit(node)
+        if (isinstance(node.func, ast.Attribute) and node.func.attr in ("startswith", "endswith")
+                and len(node.args) == 1 and self._name(node.args[0])):
+            return self._swap(node, node.func.value, self._name(node.args[0]))
+        return node
+
+
+def _run_quietly(tree, g: dict, timeout: float, limit: int) -> tuple:
+    """Run ``tree`` in the names ``g``: (what it printed, the FINAL it gave or None, the error or None)."""
+    out, said = _Capped(limit), []
+    g["FINAL"] = lambda a: said.append(str(a))
+    g["FINAL_VAR"] = lambda n: said.append(str(g.get(str(n).strip("'\" "), n)))
+    old = sys.stdout, sys.stderr
+    sys.stdout = sys.stderr = out
+    error = None
+    if timeout and timeout > 0:
+        signal.setitimer(signal.ITIMER_REAL, float(timeout))
+    try:
+        exec(compile(tree, "<label re-run>", "exec"), g)
+    except BaseException as exc:  # the model's code: anything can happen, timeouts included
+        error = "%s: %s" % (type(exc).__name__, exc)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        sys.stdout, sys.stderr = old
+    return out.getvalue(), (said[-1] if said else None), error
+
+
+def _label_rerun(code: str, stdout: str, timeout: float, limit: int) -> tuple:
+    """A cell that tests texts for a label word (the question says each text's label is "one of:
+    positive, negative, neutral", and the cell counts lines containing "neutral") finds nothing: the
+    labels are judgements, never written in the texts. The 1.5B model did this on every OOLONG-style
+    task and, told so, wrote the same filter again. So the runner runs the cell once more, each
+    label test answered by classify() over the texts the cell tested, in a copy of the REPL's names.
+    Returns (the literals it answered, the note with what that run printed), or ((), None)."""
+    names = _question_labels()
+    if not names or (stdout.strip() and not _EMPTY_LINE.search(stdout)):
+        return (), None
+    try:
+        tree = ast.parse(code)
+    except (SyntaxError, ValueError):
+        return (), None
+    tests = _LabelTests(names)
+    tree = ast.fix_missing_locations(tests.visit(tree))
+    text = _context_text()
+    asked = [n for n in dict.fromkeys(tests.found) if text is None or n.lower() not in _lowered(text)]
+    if not asked:
+        return (), None
+    seen: dict = {}
+
+    def probe(subject, name):
+        seen.setdefault(str(subject), None)
+        return False
+
+    g = dict(_NS)
+    g["_label_is"] = probe
+    _, _, error = _run_quietly(tree, g, timeout, limit)
+    texts = list(seen)
+    if not texts or len(texts) > _LABEL_RERUN_MAX:
+        return (), None
+    got = dict(zip(texts, classify(texts, names)))
+    g = dict(_NS)
+    g["_label_is"] = lambda subject, name: got.get(str(subject)) == name
+    printed, final, error = _run_quietly(tree, g, timeout, limit)
+    counts = ", ".join("%s %d" % kv for kv in collections.Counter(got.values()).most_common())
+    shown = printed.strip()[-1500:] or (final or "")
+    note = ("note: %s %s a label the model gives each text, not a word written in it. The runner ran this cell "
+            "again with each label test answered by classify() over the %d texts it tested (%s). It printed:\n%s"
+            % (", ".join(repr(n) for n in asked), "is" if len(asked) == 1 else "are", len(texts), counts,
+               shown or "(nothing)"))
+    if error:
+        note += "\n(it stopped on %s)" % _short(error, 200)
+    value = final or (shown.splitlines()[-1].strip() if shown else "")
+    if value and re.fullmatch(r"-?\d[\d,]*(?:\.\d+)?", value):
+        note += "\nIf this answers the question, reply FINAL(%s)." % value
+    return tuple(asked), note
 
 
 def _helper_keys(tree) -> list:
@@ -1370,14 +1496,22 @@ def _exec_cell(cell: int, code: str, timeout: float, limit: int) -> dict:
                       "(or take reply[0]).")
     finally:
         sys.stdout, sys.stderr = old_out, old_err
+    labelled, label_note = (), None
+    if not timed_out and _CONTEXT_SOURCE:
+        try:  # its sub-calls belong to this cell (recorded with it, replayed with it)
+            labelled, label_note = _label_rerun(code, out.getvalue(), timeout, limit)
+        except Exception:  # a note is help, never a failure of the cell
+            labelled, label_note = (), None
     with _ASK_LOCK:  # waits for a call a thread of this cell has in flight
         _CH.cell_open = False
     restored = _restore()
     stderr = err.getvalue()
     try:
-        audit = _audit(code, out.getvalue(), error)
+        audit = _audit(code, out.getvalue(), error, skip=labelled)
     except Exception:  # a note is help, never a failure of the cell
         audit = []
+    if label_note:
+        audit.append(label_note)
     if audit:
         stderr += "\n".join(audit) + "\n"
     if restored:
