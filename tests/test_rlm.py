@@ -570,7 +570,7 @@ def test_judge_asks_the_sub_model_about_each_item_and_keeps_those_that_count(rlm
 
 def test_classify_asks_the_sub_model_for_one_label_per_item_and_reads_the_label_it_names(rlm_for: Any) -> None:
     def sub(prompt: str) -> str:
-        item = prompt.split("Item:\n", 1)[1].split("\n\n", 1)[0]
+        item = prompt.split("Item: ", 1)[1].split("\n\n", 1)[0]
         # replies as a small model gives them: the label in a sentence, a capitalised label, an unrelated word
         return {"love": "The label is: Positive.", "broke": "negative", "box": "I think NEUTRAL"}.get(item.split()[-1], "hmm")
 
@@ -585,15 +585,25 @@ def test_classify_asks_the_sub_model_for_one_label_per_item_and_reads_the_label_
     assert "{'a1': 'negative', 'b2': 'neutral'}" in out
     assert result.answer == "positive" and result.subcalls == 4 + 2
     prompts = [r["prompt"] for r in srv.sub_requests()]
-    assert "- positive\n- negative\n- neutral\n" in prompts[0] and "- negative: unhappy\n" in prompts[-1]
-    assert "Its label is its sentiment." in prompts[-1] and "Its label" not in prompts[0]
+    assert prompts[0].endswith("Which label fits this item: positive, negative, neutral? Reply with the label only.")
+    assert "negative (unhappy), neutral (a fact)?" in prompts[-1]
+    assert prompts[-1].startswith("Its label is its sentiment.\n\nItem: ") and prompts[0].startswith("Item: ")
     # by default the labels' meaning comes from the sentences of the run's question that name two or more of them
     rlm, srv = rlm_for([repl("print(classify(context, ['positive', 'negative', 'neutral']))"), "FINAL(1)"], sub=sub)
     rlm.completion(["I love", "It broke"], "A review's label is its sentiment, one of: positive, negative, neutral (a plain fact). "
                                            "How many reviews have the label 'positive'?")
     asked = srv.sub_requests()[0]["prompt"]
-    assert "A review's label is its sentiment, one of: positive, negative, neutral (a plain fact).\n\nWhich one" in asked
+    assert asked.startswith("A review's label is its sentiment, one of: positive, negative, neutral (a plain fact).\n\nItem: ")
     assert "How many" not in asked
+    # with no labels, those the question lists
+    rlm, srv = rlm_for([repl("print(classify(context))"), "FINAL(1)"], sub=sub)
+    rlm.completion(["I love", "It broke"], "A review's label is its sentiment, one of: positive, negative or neutral (a plain fact). "
+                                           "How many reviews have the label 'positive'?")
+    assert "labels of 2 items: positive 1, negative 1" in srv.root_requests()[1]["prompt"]
+    assert "fits this item: positive, negative, neutral?" in srv.sub_requests()[0]["prompt"]
+    rlm, srv = rlm_for([repl("classify(context)"), "FINAL(0)"], sub=sub)
+    rlm.completion(["I love"], "Which reviews are happy?")
+    assert "the question lists no labels" in srv.root_requests()[1]["prompt"] and not srv.sub_requests()
     rlm, srv = rlm_for([repl("classify(['a', 'b'], ['only'])"), "FINAL(0)"], sub=sub)
     rlm.completion("x", "q")
     assert "give at least two label names" in srv.root_requests()[1]["prompt"] and not srv.sub_requests()
@@ -605,7 +615,7 @@ def test_a_cell_that_tests_texts_for_a_label_word_is_run_again_with_the_labels_j
     answered by classify() over the texts it tested, and shows what that printed; the cell's own
     output and names are unchanged, and the sub-calls are recorded with the cell."""
     def sub(prompt: str) -> str:
-        item = prompt.split("Item:\n", 1)[1].split("\n\n", 1)[0]
+        item = prompt.split("Item: ", 1)[1].split("\n\n", 1)[0]
         return "neutral" if "box" in item else "positive" if "love" in item else "negative"
 
     lines = ["[2022-01-02] <111> I love it", "[2022-01-03] <222> It came in a box", "[2022-02-01] <111> It arrived in a box",
@@ -626,6 +636,11 @@ def test_a_cell_that_tests_texts_for_a_label_word_is_run_again_with_the_labels_j
     assert "does not occur" not in out and "judge(context" not in out  # the word-filter notes are not given too
     assert "0" == srv.root_requests()[2]["prompt"].split("```")[1].strip().splitlines()[0]  # n stayed the cell's own
     assert len(srv.sub_requests()) == 3 and result.answer == "1" and result.confirmed
+    # judge() on such a question asks which label fits each item, and keeps those with the one asked about
+    rlm, srv = rlm_for([repl("print(len(judge(context)))"), "FINAL(3)"], sub=sub)
+    rlm.completion("\n".join(lines), question)
+    assert srv.root_requests()[1]["prompt"].split("```")[1].strip() == "3"
+    assert len(srv.sub_requests()) == 5 and all("Which label fits this item: positive, negative, neutral?" in r["prompt"] for r in srv.sub_requests())
     # a question that lists no labels, or a filter that found something, gets no re-run
     rlm, srv = rlm_for([repl("print(sum('neutral' in l for l in context.splitlines()))"), "FINAL(0)"], sub=sub)
     rlm.completion("\n".join(lines), "How many lines are neutral?")
@@ -634,6 +649,31 @@ def test_a_cell_that_tests_texts_for_a_label_word_is_run_again_with_the_labels_j
     rlm, srv = rlm_for([repl("print(sum('box' in l for l in context.splitlines()))"), "FINAL(3)"], sub=sub)
     rlm.completion("\n".join(lines), question)
     assert "ran this cell" not in srv.root_requests()[1]["prompt"] and not srv.sub_requests()
+
+
+def test_a_loop_on_a_question_that_lists_its_labels_is_shown_the_runners_label_counts(rlm_for: Any) -> None:
+    """Stuck on word searches for a label ("most common label"), the model is shown how the sub-model
+    labels every item of the context (the runner's classify() run, outside the record); a count from it is
+    the runner's own, not an unseen number."""
+    from rlm_graph.graph.prompts import LABELS_MARK
+
+    def sub(prompt: str) -> str:
+        return "neutral" if "box" in prompt.split("Item: ", 1)[1] else "negative"
+
+    lines = ["I love it", "It came in a box", "It arrived in a box", "It broke", "in a box again"]
+    question = "A review's label is its sentiment, one of: positive, negative, neutral. How many reviews are neutral?"
+    look = repl("print(search('neutral'))")
+    rlm, srv = rlm_for([look, look, "FINAL(3)"], sub=sub)
+    result = rlm.completion("\n".join(lines), question)
+    note = srv.root_requests()[2]["prompt"]
+    assert LABELS_MARK + " of the 5 items of `context`" in note and "\n  neutral: 3\n  negative: 2\n" in note
+    assert result.answer == "3" and len(srv.sub_requests()) == 5
+    # the items are labelled outside the run's record: no cell of the run made them
+    assert result.cells == 1 and result.confirmed
+    # a question that lists no labels gets the runner's search instead
+    rlm, srv = rlm_for([look, look, "FINAL(0)"], sub=sub)
+    rlm.completion("\n".join(lines), "How many reviews say neutral?")
+    assert LABELS_MARK not in srv.root_requests()[2]["prompt"] and not srv.sub_requests()
 
 
 def test_the_classify_helper_is_offered_only_when_asked_and_only_for_a_context_of_short_texts() -> None:

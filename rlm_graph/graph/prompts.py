@@ -229,6 +229,15 @@ RUNNER_SEARCH = (
     "of them answers the question, reply with FINAL and the value; otherwise write code that looks further."
 )
 
+#: The runner's classify() over the whole context, for a loop on a question that lists its labels.
+LABELS_MARK = "The runner asked the model which label fits each"
+LABELS_NOTE = (
+    "\n\n" + LABELS_MARK + " of the {n} items of `context` (classify(context), with the labels the question "
+    "lists); how many items got each label:\n{counts}\nIf the question is about all the items, this answers it: "
+    "reply with FINAL and the value. If it is about some of them (one user's, one month's), keep those with code, "
+    "then print(classify(items))."
+)
+
 UNCOUNTED_NOTE = (
     "Your answer {answer} is not a number your code printed: no output line shows it as a result. Compute "
     "it with code over the whole context (for example, print(len(matches)) for the matching lines or items, "

@@ -538,6 +538,35 @@ def judge_answer(state: RLMState, ctx: RunSettings, kind: str) -> tuple[str | No
     return (", ".join(str(v) for v in value) if isinstance(value, list) else None), charges
 
 
+#: At most this many items are labelled by the runner's own classify() run (one sub-call each).
+LABEL_ITEMS_MAX = 150
+_LABELS_RUN = """\
+_items = context.splitlines() if isinstance(context, str) else context
+_items = [x for x in _items if str(x).strip()] if isinstance(_items, list) else []
+if 0 < len(_items) <= {cap}:
+    print("LABELLED " + json.dumps([len(_items), collections.Counter(classify(_items)).most_common()]))
+"""
+
+
+def label_counts(state: RLMState, ctx: RunSettings) -> tuple[str | None, Charges]:
+    """How many of the context's items the sub-model gives each label the question lists ("its
+    sentiment, one of: positive, negative, neutral"), by the runner's own ``classify()`` run outside
+    the record, as a note; None when the question lists no labels, the context is not a collection of
+    at most LABEL_ITEMS_MAX items, or the sandbox or the budget refused."""
+    if not re.search(r"\bone of\b", state.get("query", ""), re.IGNORECASE):
+        return None, Charges()
+    out, charges = peek_code(state, ctx, _LABELS_RUN.format(cap=LABEL_ITEMS_MAX))
+    found = re.search(r"^LABELLED (.+)$", out or "", re.MULTILINE)
+    if not found:
+        return None, charges
+    try:
+        n, counts = json.loads(found.group(1))
+        shown = "\n".join(f"  {label}: {int(k)}" for label, k in counts)
+    except (ValueError, TypeError):
+        return None, charges
+    return prompts.LABELS_NOTE.format(n=n, counts=shown), charges
+
+
 #: The worker's note on a capitalised literal compared with lower-cased text (sandboxes/worker.py, _audit).
 _CAPITALS_NOTE = re.compile(r"^note: ('(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\") has capital letters " + re.escape(prompts.FILTER_NOTE_MARKS[0]), re.MULTILINE)
 

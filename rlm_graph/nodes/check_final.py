@@ -425,8 +425,11 @@ def _runner_counts(state: RLMState) -> set[str]:
     counts = {m.group(1) for note in _notes_with(state, prompts.FIELD_COUNT_MARK) for m in re.finditer(r"reply FINAL\((\d+)\)", note)}
     # and the value of the model's own cell re-run with its filter fixed (see _with_lowered_run) or
     # with its label tests answered by the sub-model (the worker's _label_rerun)
-    return counts | {m.group(1) for mark in (prompts.LOWERED_MARK, prompts.LABEL_RUN_MARK) for note in _notes_with(state, mark)
-                     for m in re.finditer(r"reply FINAL\((.+?)\)\.$", note, re.MULTILINE)}
+    counts |= {m.group(1) for mark in (prompts.LOWERED_MARK, prompts.LABEL_RUN_MARK) for note in _notes_with(state, mark)
+               for m in re.finditer(r"reply FINAL\((.+?)\)\.$", note, re.MULTILINE)}
+    # and the per-label counts of the runner's classify() over the context (see runtime.label_counts)
+    return counts | {m.group(1) for note in _notes_with(state, prompts.LABELS_MARK)
+                     for m in re.finditer(r"^  [^:\n]+: (\d+)$", note.split(prompts.LABELS_MARK, 1)[1], re.MULTILINE)}
 
 
 def _field_recount(state: RLMState, ctx: RunSettings, answer: str) -> tuple[str | None, dict[str, Any]]:

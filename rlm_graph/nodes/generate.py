@@ -13,7 +13,7 @@ from rlm_graph.graph.bindings import Bindings, RunSettings
 from rlm_graph.graph.answers import key_terms, search_hint
 from rlm_graph.graph.parsing import FinalCall, code_blocks, find_final, normalize_code
 from rlm_graph.graph.ledger import BudgetSpent
-from rlm_graph.graph.runtime import budgeted_call, judge_note, judgement_kind, peek, run_account, settings_of
+from rlm_graph.graph.runtime import budgeted_call, judge_note, judgement_kind, label_counts, peek, run_account, settings_of
 from rlm_graph.graph.settings import Limits, RLMContext
 from rlm_graph.graph.state import RLMState, add_usage
 from rlm_graph.models.calls import ContextOverflow
@@ -103,6 +103,14 @@ def _with_runner_search(state: RLMState, ctx: RunSettings, note: str, update: di
     return note
 
 
+def _with_label_counts(state: RLMState, ctx: RunSettings, note: str, update: dict[str, Any]) -> str | None:
+    """``note`` plus the runner's label counts over the context (see :func:`label_counts`), or None."""
+    counts, charges = label_counts(state, ctx)
+    if charges.usage:
+        update["usage"] = add_usage(update["usage"], charges.usage)
+    return note + counts if counts else None
+
+
 def generate(state: RLMState, runtime: Runtime[RLMContext], *, defaults: Bindings | None = None) -> dict[str, Any]:
     """Ask the root model for its next step; queue its code, note a FINAL written in prose."""
     ctx = settings_of(runtime, defaults)
@@ -145,7 +153,11 @@ def generate(state: RLMState, runtime: Runtime[RLMContext], *, defaults: Binding
         stuck = int(state.get("stuck") or 0) + 1
         note = prompts.STUCK_NOTE.format(search_hint=search_hint(state.get("query", "")))
         kind = judgement_kind(state) if ctx.answer_check else None
-        if stuck == 1 and kind and not _sent(state, prompts.JUDGE_MARK):
+        if stuck == 1 and not _sent(state, prompts.LABELS_MARK) and (labelled := _with_label_counts(state, ctx, note, update)):
+            # a question that lists its labels ("one of: positive, negative, neutral") looped on word
+            # searches for the labels: show how the sub-model labels the items instead
+            note = labelled
+        elif stuck == 1 and kind and not _sent(state, prompts.JUDGE_MARK):
             # a judgement question (reviews, tickets) looped on word filters: the way out is judge(), not a search
             note = judge_note(state, kind)
         elif stuck == 1:
