@@ -623,7 +623,7 @@ def test_a_cell_that_tests_texts_for_a_label_word_is_run_again_with_the_labels_j
     question = ("Each line holds a date, a user id and a text. A text's label is its sentiment, one of: positive, negative, "
                 "neutral (a plain fact). How many lines of user 111 have the label 'neutral'?")
     code = ("hits = [l for l in context.splitlines() if '<111>' in l]\n"
-            "n = sum(1 for line in hits if 'neutral' in line.lower())\nprint(n)")
+            "n = sum(1 for line in hits if 'neutral' in line.lower())\nn")  # a last expression is shown, as in a cell
     rlm, srv = rlm_for([repl(code), repl("print(n)"), "FINAL(1)"], sub=sub)
     result = rlm.completion("\n".join(lines), question)
     out = srv.root_requests()[1]["prompt"].split("```")[1]
@@ -670,6 +670,14 @@ def test_a_loop_on_a_question_that_lists_its_labels_is_shown_the_runners_label_c
     assert result.answer == "3" and len(srv.sub_requests()) == 5
     # the items are labelled outside the run's record: no cell of the run made them
     assert result.cells == 1 and result.confirmed
+    # a model that loops on regardless ends with the runner's value (unconfirmed): the count of the
+    # label the question names, or the most common label; not when the question names an id or a date
+    for asked, want in ((question, "3"), (question.replace("How many reviews are neutral?", "Which label is the most common?"), "neutral"),
+                        (question.replace("How many reviews", "How many reviews of user 59117"), "not-the-runner's")):
+        rlm, srv = rlm_for([look, look, look, "The answer is not-the-runner's."], sub=sub)
+        result = rlm.completion("\n".join(lines), asked)
+        assert result.stopped_by == "stuck_loop" and not result.confirmed
+        assert (result.answer or "").rstrip(".").endswith(want), (asked, result.answer)
     # a question that lists no labels gets the runner's search instead
     rlm, srv = rlm_for([look, look, "FINAL(0)"], sub=sub)
     rlm.completion("\n".join(lines), "How many reviews say neutral?")

@@ -432,6 +432,25 @@ def _runner_counts(state: RLMState) -> set[str]:
                      for m in re.finditer(r"^  [^:\n]+: (\d+)$", note.split(prompts.LABELS_MARK, 1)[1], re.MULTILINE)}
 
 
+def _label_answer(state: RLMState) -> str | None:
+    """The answer the runner's label counts over the whole context give (see runtime.label_counts),
+    for a run that ends at a limit after them: the count of the one label the question names, or
+    the most common label. None when no such note was shown, or when the question names an id or a
+    date (it may be about some of the items: "the instances of user 59117")."""
+    notes = _notes_with(state, prompts.LABELS_MARK)
+    query = state.get("query", "")
+    rest = re.sub(r"\bone of\b:?[^.?!;]*", " ", re.sub(r"\([^)]*\)", "", query), flags=re.IGNORECASE).lower()
+    if not notes or re.search(r"\d", rest):
+        return None
+    counts = re.findall(r"^  ([^:\n]+): (\d+)$", notes[-1].split(prompts.LABELS_MARK, 1)[1], re.MULTILINE)
+    named = [n for label, n in counts if re.search(rf"(?<![\w-]){re.escape(label.lower())}(?![\w-])", rest)]
+    if len(named) == 1 and re.search(r"\bhow many\b|\bcount\b|\bnumber of\b", rest):
+        return named[0]
+    if counts and not named and re.search(r"\bmost (?:common|frequent|often)\b", rest):
+        return counts[0][0]
+    return None
+
+
 def _field_recount(state: RLMState, ctx: RunSettings, answer: str) -> tuple[str | None, dict[str, Any]]:
     """A note when a how-many answer differs from the count by the field values the question names.
 
@@ -519,6 +538,9 @@ def _forced_final(state: RLMState, ctx: RunSettings, limits: Limits, limit: str)
         # pasted the note back as code until the loop guard stopped it): the runner's count is the
         # best answer there is, and it needs no call.
         answer = next(iter(counts))
+    labelled = _label_answer(state)
+    if labelled is not None:
+        answer = labelled
     lookup = is_lookup(query)
     found, charges = None, Charges()
     if limit not in _SPEND_LIMITS and lookup and not _context_is_query(state) and (

@@ -843,8 +843,15 @@ def _run_quietly(tree, g: dict, timeout: float, limit: int) -> tuple:
     error = None
     if timeout and timeout > 0:
         signal.setitimer(signal.ITIMER_REAL, float(timeout))
+    body, last = list(tree.body), None
+    if body and isinstance(body[-1], ast.Expr):  # the value of a last expression is shown, as in a cell
+        last = ast.Expression(body.pop().value)
     try:
-        exec(compile(tree, "<label re-run>", "exec"), g)
+        exec(compile(ast.Module(body=body, type_ignores=[]), "<label re-run>", "exec"), g)
+        if last is not None:
+            value = eval(compile(last, "<label re-run>", "eval"), g)
+            if value is not None:
+                out.write(repr(value) + "\n")
     except BaseException as exc:  # the model's code: anything can happen, timeouts included
         error = "%s: %s" % (type(exc).__name__, exc)
     finally:
