@@ -184,6 +184,12 @@ def test_stuck_loop_gets_a_nudge_instead_of_a_rerun(rlm_for: Any) -> None:
     result = rlm.completion("abc", "q")
     assert result.answer == "3" and result.cells == 1
     assert "same code as in your previous reply" in srv.root_requests()[2]["prompt"]
+    # the same first block with a pasted "output" block after it is the same loop (only the first would run)
+    again = repl("print(len(context))") + "\n\nIt prints:\n```\nthree\n```"
+    rlm, srv = rlm_for([repl("print(len(context))"), again, "FINAL(3)"])
+    result = rlm.completion("abc", "q")
+    assert result.answer == "3" and result.cells == 1
+    assert "same code as in your previous reply" in srv.root_requests()[2]["prompt"]
 
 
 def test_reply_without_code_or_final_gets_a_note(rlm_for: Any) -> None:

@@ -145,9 +145,11 @@ def generate(state: RLMState, runtime: Runtime[RLMContext], *, defaults: Binding
         # would be a NameError); a variable of that name still wins below.
         final = FinalCall(var=in_code.group(1))
     recent = _recent_code(state)
-    if (blocks and (final is None or in_code) and all(normalize_code(b) in recent for b in blocks)) or (
+    if (blocks and (final is None or in_code) and normalize_code(blocks[0]) in recent) or (
             not blocks and final is None and _same_as_last_reply(state, text)):
-        # (```FINAL(boarding)``` again after it failed as a NameError is a loop too: it ran 20 times)
+        # (```FINAL(boarding)``` again after it failed as a NameError is a loop too: it ran 20 times;
+        # only the first block would run, so a reply that repeats it and adds a pasted "output" block
+        # is one too: the 1.5B model did that six times, 500 s of generation, on a dev oolong task)
         # Code it has just run: the model is stuck. Don't run it again; ask for an answer, and
         # after two such notes in a row end the run with one forced answer.
         stuck = int(state.get("stuck") or 0) + 1
