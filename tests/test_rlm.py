@@ -647,6 +647,12 @@ def test_a_cell_that_tests_texts_for_a_label_word_is_run_again_with_the_labels_j
     rlm.completion("\n".join(lines), question)
     assert srv.root_requests()[1]["prompt"].split("```")[1].strip() == "3"
     assert len(srv.sub_requests()) == 5 and all("Which label fits this item: positive, negative, neutral?" in r["prompt"] for r in srv.sub_requests())
+    # a cell that is not run (it sets `context` to made-up lines) is not re-run either
+    made_up = 'context = "I am neutral\\nme too"\nprint(sum("neutral" in l for l in context.splitlines()))'
+    rlm, srv = rlm_for([repl(made_up), "FINAL(0)"], sub=sub)
+    rlm.completion("\n".join(lines), question)
+    assert "NotRun" in srv.root_requests()[1]["prompt"] and "ran this cell" not in srv.root_requests()[1]["prompt"]
+    assert not srv.sub_requests()
     # a question that lists no labels, or a filter that found something, gets no re-run
     rlm, srv = rlm_for([repl("print(sum('neutral' in l for l in context.splitlines()))"), "FINAL(0)"], sub=sub)
     rlm.completion("\n".join(lines), "How many lines are neutral?")

@@ -874,6 +874,8 @@ def _label_rerun(code: str, stdout: str, timeout: float, limit: int) -> tuple:
         tree = ast.parse(code)
     except (SyntaxError, ValueError):
         return (), None
+    if _writes_context_literal(tree):  # the cell was not run: its texts are made up
+        return (), None
     tests = _LabelTests(names)
     tree = ast.fix_missing_locations(tests.visit(tree))
     text = _context_text()
