@@ -13,7 +13,7 @@ from rlm_graph.graph.bindings import Bindings, RunSettings
 from rlm_graph.graph.answers import key_terms, search_hint
 from rlm_graph.graph.parsing import FinalCall, code_blocks, find_final, normalize_code
 from rlm_graph.graph.ledger import BudgetSpent
-from rlm_graph.graph.runtime import budgeted_call, judge_note, judgement_kind, label_counts, peek, run_account, settings_of
+from rlm_graph.graph.runtime import Charges, budgeted_call, judge_note, judgement_kind, label_counts, peek, run_account, settings_of
 from rlm_graph.graph.settings import Limits, RLMContext
 from rlm_graph.graph.state import RLMState, add_usage
 from rlm_graph.models.calls import ContextOverflow
@@ -98,16 +98,20 @@ def _with_runner_search(state: RLMState, ctx: RunSettings, note: str, update: di
     found, charges = peek(state, ctx, key_terms(state.get("query", ""), 4))
     if found:
         note += prompts.RUNNER_SEARCH.format(found=found)
+    _charge(update, charges)
+    return note
+
+
+def _charge(update: dict[str, Any], charges: Charges) -> None:
+    """Add what a runner call outside the record spent (a replay, sub-calls) to ``update``'s usage."""
     if charges.usage:
         update["usage"] = add_usage(update["usage"], charges.usage)
-    return note
 
 
 def _with_label_counts(state: RLMState, ctx: RunSettings, note: str, update: dict[str, Any]) -> str | None:
     """``note`` plus the runner's label counts over the context (see :func:`label_counts`), or None."""
     counts, charges = label_counts(state, ctx)
-    if charges.usage:
-        update["usage"] = add_usage(update["usage"], charges.usage)
+    _charge(update, charges)
     return note + counts if counts else None
 
 

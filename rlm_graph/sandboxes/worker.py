@@ -258,13 +258,13 @@ def judge(items, question=None):
     target = _asked_label(asked)
     if target:  # "... one of: positive, negative, neutral. How many have the label 'neutral'?"
         keep = [label == target for label in classify(texts, _question_labels(asked))]
-        return {k: items[k] for k, ok in zip(keys, keep) if ok} if isinstance(items, dict) else [k for k, ok in zip(keys, keep) if ok]
-    single = _one_item_question(asked)
-    if single:
-        replies = llm_query_batched([_JUDGE_ONE_PROMPT.format(question=single, item=t[:2000]) for t in texts])
     else:
-        replies = llm_query_batched([_JUDGE_PROMPT.format(question=asked, item=t[:2000]) for t in texts])
-    keep = [re.sub(r"^[^a-z]*", "", str(r).lower()).startswith("yes") for r in replies]
+        single = _one_item_question(asked)
+        if single:
+            replies = llm_query_batched([_JUDGE_ONE_PROMPT.format(question=single, item=t[:2000]) for t in texts])
+        else:
+            replies = llm_query_batched([_JUDGE_PROMPT.format(question=asked, item=t[:2000]) for t in texts])
+        keep = [re.sub(r"^[^a-z]*", "", str(r).lower()).startswith("yes") for r in replies]
     if isinstance(items, dict):
         return {k: items[k] for k, ok in zip(keys, keep) if ok}
     return [k for k, ok in zip(keys, keep) if ok]
@@ -659,6 +659,11 @@ _EMPTY_LINE = re.compile(r"^\s*(?:[\w ()'\"-]{0,40}[:=]\s*)?(?:\(?0(?:\.0+)?\)?|
 _LOWERED: dict = {}
 
 
+def _found_nothing(stdout: str) -> bool:
+    """True if a cell printed nothing, or a line that reads as an empty result (see _EMPTY_LINE)."""
+    return not stdout.strip() or _EMPTY_LINE.search(stdout) is not None
+
+
 def _context_text():
     """The context as one string to look literals up in (None for shapes other than text or a list of texts)."""
     value = _NS.get("context")
@@ -740,7 +745,7 @@ def _audit(code: str, stdout: str, error=None, skip=()) -> list:
                          "matches: write %r, or use search(%r)." % (lit, lit.lower(), lit))
         elif len(lit.strip()) >= 2 and lit.strip().lower() not in {x.lower() for x in skip}:
             literals.append((lit, lowered))
-    if not literals or not (_EMPTY_LINE.search(stdout) or not stdout.strip()):
+    if not literals or not _found_nothing(stdout):
         return notes[:3]
     text = _context_text()
     if text is None:
@@ -833,6 +838,14 @@ class _LabelTests(ast.NodeTransformer):
         return node
 
 
+def _last_shown(tree):
+    """(the module without its last statement, that statement's expression) when the last statement is
+    an expression, whose value a cell shows as the REPL would; else (the module, None)."""
+    if tree.body and isinstance(tree.body[-1], ast.Expr):
+        return ast.Module(body=tree.body[:-1], type_ignores=[]), ast.Expression(tree.body[-1].value)
+    return tree, None
+
+
 def _run_quietly(tree, g: dict, timeout: float, limit: int) -> tuple:
     """Run ``tree`` in the names ``g``: (what it printed, the FINAL it gave or None, the error or None)."""
     out, said = _Capped(limit), []
@@ -843,11 +856,9 @@ def _run_quietly(tree, g: dict, timeout: float, limit: int) -> tuple:
     error = None
     if timeout and timeout > 0:
         signal.setitimer(signal.ITIMER_REAL, float(timeout))
-    body, last = list(tree.body), None
-    if body and isinstance(body[-1], ast.Expr):  # the value of a last expression is shown, as in a cell
-        last = ast.Expression(body.pop().value)
+    module, last = _last_shown(tree)  # the value of a last expression is shown, as in a cell
     try:
-        exec(compile(ast.Module(body=body, type_ignores=[]), "<label re-run>", "exec"), g)
+        exec(compile(module, "<label re-run>", "exec"), g)
         if last is not None:
             value = eval(compile(last, "<label re-run>", "eval"), g)
             if value is not None:
@@ -868,7 +879,7 @@ def _label_rerun(code: str, stdout: str, timeout: float, limit: int) -> tuple:
     label test answered by classify() over the texts the cell tested, in a copy of the REPL's names.
     Returns (the literals it answered, the note with what that run printed), or ((), None)."""
     names = _question_labels()
-    if not names or (stdout.strip() and not _EMPTY_LINE.search(stdout)):
+    if not names or not _found_nothing(stdout):
         return (), None
     try:
         tree = ast.parse(code)
@@ -890,7 +901,7 @@ def _label_rerun(code: str, stdout: str, timeout: float, limit: int) -> tuple:
 
     g = dict(_NS)
     g["_label_is"] = probe
-    _, _, error = _run_quietly(tree, g, timeout, limit)
+    _run_quietly(tree, g, timeout, limit)  # pass 1: only which texts the label tests see
     texts = list(seen)
     if not texts or len(texts) > _LABEL_RERUN_MAX:
         return (), None
@@ -1499,9 +1510,7 @@ def _exec_cell(cell: int, code: str, timeout: float, limit: int) -> dict:
                 "NotRun: this cell was not run: it sets `context` to data written in the code, and what it "
                 "printed would be about that, not about the real data. `context` already holds the whole "
                 "data: remove the assignment and search or compute over `context` as it is.")
-        last = None
-        if tree.body and isinstance(tree.body[-1], ast.Expr):
-            last = ast.Expression(tree.body.pop().value)
+        tree, last = _last_shown(tree)
         if timeout and timeout > 0:
             signal.setitimer(signal.ITIMER_REAL, float(timeout))
         try:
