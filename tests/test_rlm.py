@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -326,6 +328,21 @@ def test_a_forced_answer_that_is_only_code_is_no_answer(rlm_for: Any) -> None:
     assert result.stopped_by == "stuck_loop" and result.answer is None
     rlm, _ = rlm_for([a, a, a, "It is not in the text.\n" + a])
     assert rlm.completion("ctx", "q").answer == "It is not in the text."
+
+
+def test_a_forced_answer_leaves_out_the_runner_notes_the_model_pasted(rlm_for: Any) -> None:
+    # Seen on the 1.5B model: its last reply was the stuck loop again with the runner's search note
+    # pasted under it (one line re-worded), and that note became the answer to a how-many question.
+    a = repl("print(sum('kestrel' in line for line in context.splitlines()))")
+    pasted = ("The runner searched the context for the question's key words:\n"
+              "search('August') finds 2:\n  the kestrel code is 7731\n"
+              "Read these lines. If one of them answers the question, reply with FINAL and the value; "
+              "otherwise write code that looks further.\n")
+    rlm, srv = rlm_for([a, a, a, a + "\n" + pasted], sub=lambda p: "2" if "Outputs of code" in p else "unknown")
+    result = rlm.completion("a line\nthe kestrel code is 7731\nkestrel again\n", "How many kestrel lines are there?")
+    assert result.stopped_by == "stuck_loop" and result.confirmed is False
+    assert any("The runner searched" in r["prompt"] for r in srv.root_requests())  # the note it pasted was shown to it
+    assert result.answer == "2"  # not the pasted note: the sub-model read the outputs
 
 
 def test_forced_final_reads_a_final_written_in_code(rlm_for: Any) -> None:
@@ -936,6 +953,35 @@ def test_a_first_step_answer_goes_back_once_with_what_the_context_says_about_it(
     assert rlm.completion(text, "In which country does KOFI VOGEL live?").answer == "Penwick"
 
 
+def test_a_first_step_answer_kept_after_the_note_gives_way_when_the_sub_model_picks_the_second_step(rlm_for: Any) -> None:
+    # Seen on the 1.5B model (dev-multihop-person_country-text): told that the lines about Penwick give
+    # Brazil, it replied FINAL(Penwick) again. The sub-model is asked which candidate answers, in both orders.
+    text = "Kofi Vogel lives in Penwick.\nrain\nAna Silva lives in Penwick.\nPenwick is a city in Brazil.\nOslo lies in Norway.\n"
+
+    def sub(picks: Callable[[str, str], str]) -> Callable[[str], str]:
+        def answer(p: str) -> str:
+            if p.startswith("Outputs of code run over the data"):
+                return "Brazil"
+            m = re.search(r"Two candidate answers: (.+?) or (.+?)\. Which one", p)
+            return picks(m.group(1), m.group(2)) if m else "name"
+        return answer
+
+    script = [repl("print(search('Kofi Vogel'))"), "FINAL(Penwick)", "FINAL(Penwick)"]
+    rlm, srv = rlm_for(script, sub=sub(lambda first, second: "Brazil"), answer_check=True)
+    result = rlm.completion(text, "In which country does KOFI VOGEL live?")
+    assert result.answer == "Brazil" and result.confirmed is True and len(srv.root_requests()) == 3
+    asked = [r["prompt"] for r in srv.sub_requests() if "Two candidate answers" in r["prompt"]]
+    assert len(asked) == 2 and "Penwick or Brazil" in asked[0] and "Brazil or Penwick" in asked[1]
+    assert "Kofi Vogel lives in Penwick." in asked[0] and "Penwick is a city in Brazil." in asked[0]
+    # the sub-model naming whichever comes first: no agreement, the model's answer stands
+    rlm, srv = rlm_for(script, sub=sub(lambda first, second: first), answer_check=True)
+    assert rlm.completion(text, "In which country does KOFI VOGEL live?").answer == "Penwick"
+    # another answer than the one the note was about is not touched, and without the note nothing is asked
+    rlm, srv = rlm_for([*script[:2], "FINAL(Oslo)", "FINAL(Oslo)"], sub=sub(lambda first, second: "Brazil"), answer_check=True)
+    assert rlm.completion(text, "In which country does KOFI VOGEL live?").answer == "Oslo"
+    assert not any("Two candidate answers" in r["prompt"] for r in srv.sub_requests())
+
+
 def test_an_answer_that_names_the_questions_subject_goes_back_once_and_is_unconfirmed_if_kept(rlm_for: Any) -> None:
     # Seen on the 1.5B model (dev-multihop-employee_manager-docs): it printed "Lena Moreau works on the Lyra team."
     # and answered Lena Moreau to "Who manages the team that lena moreau works on?".
@@ -978,10 +1024,13 @@ def test_paging_on_after_the_note_is_shown_the_runners_search_once(rlm_for: Any)
     records = [{"customer": "Acme" if i % 4 == 0 else "Zeta", "amount": i} for i in range(40)]
     pages = [repl(f"print(context[{i * 10}:{(i + 1) * 10}])") for i in range(7)]
     rlm, srv = rlm_for([*pages, "FINAL(36)"], max_iterations=10)
-    rlm.completion(json.dumps(records), "What is the largest order amount from Acme?")
+    result = rlm.completion(json.dumps(records), "What is the largest order amount from Acme?")
     seen = [r["conversation"] for r in srv.root_requests()]
     again = "You are still reading `context` a slice at a time"
-    assert [again in c for c in seen] == [False] * 4 + [True] * 4  # after the first slice past the note
+    assert [again in c for c in seen] == [False] * 4 + [True] * 2  # after the first slice past the note
+    # one more slice after both notes is a loop: not run, and the run ends with one forced answer
+    assert result.stopped_by == "stuck_loop" and result.cells == 4 and result.confirmed is False
+    assert "answer the question now" in srv.root_requests()[-1]["prompt"]
     assert seen[-1].count(again) == 1 and 'search("Acme")' in seen[-1]
     # the runner's search shows whole records of the JSON text, not windows cut inside them
     assert "The runner searched the context" in seen[-1] and "{'customer': 'Acme', 'amount': 4}" in seen[-1]

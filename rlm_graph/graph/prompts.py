@@ -255,6 +255,16 @@ FIELD_COUNT_NOTE = (
 #: Appended to the next-step note when the sub-model, reading those lines with the question, gives a value.
 NEXT_HOP_READ = "\nRead with the question, these lines give {value}: if that is what the question asks for, reply FINAL({value})."
 
+#: The sub-model's choice between a first-step answer the root kept and the second step the runner read
+#: (asked in both orders: the 1.5B model leans to the candidate named first).
+HOP_CHOICE_PROMPT = """\
+Question: {query}
+
+What the data says:
+{lines}
+
+Two candidate answers: {first} or {second}. Which one answers the question? Reply with only that candidate."""
+
 #: The first words of the subject note: it is sent once per run.
 SUBJECT_MARK = "is what the question names, not what it asks for"
 SUBJECT_NOTE = (

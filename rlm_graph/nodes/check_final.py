@@ -264,6 +264,11 @@ def check_final(state: RLMState, runtime: Runtime[RLMContext], *, defaults: Bind
             # "Who manages the team that lena moreau works on?".
             note = prompts.SUBJECT_NOTE.format(answer=answer.strip())
             return {"proposed": None, "form_checks": checks + 1, "messages": ({"role": "user", "content": note},)}
+        if ctx.answer_check and not _context_is_query(state):
+            # The 1.5B model kept "Penwick" after the next-hop note said the lines give Brazil
+            chosen, more = _hop_choice(state, ctx, answer)
+            spent = _merge_spent(spent, more)
+            answer = chosen or answer
         if checks < 2 and ctx.answer_check and not _context_is_query(state):
             note, more = _next_hop(state, ctx, answer)
             spent = _merge_spent(spent, more)
@@ -379,6 +384,43 @@ def _next_hop(state: RLMState, ctx: RunSettings, answer: str) -> tuple[str | Non
             and _token_in(value, "\n".join(lines))):
         note += prompts.NEXT_HOP_READ.format(value=value)
     return note, spent
+
+
+_HOP_NOTE = re.compile(r"Your answer (['\"])(.+?)\1 " + re.escape(prompts.NEXT_HOP_MARK) + r" (.+?) itself\.")
+_HOP_READ = re.compile(r"these lines give (.+?): if that is what the question asks for")
+
+
+def _hop_choice(state: RLMState, ctx: RunSettings, answer: str) -> tuple[str | None, dict[str, Any]]:
+    """The second step's value, when the model kept its first-step answer after the next-hop note
+    offered it (see :func:`_next_hop`) and the sub-model, shown what the data says about both, picks
+    the second step with the candidates in either order; else None (the model's answer stands).
+
+    The 1.5B root, shown "The city of Penwick lies in Brazil" and told the lines give Brazil, replied
+    FINAL(Penwick) again to "In which country does Kofi Vogel live?". Asked once, the sub-model leans
+    to the candidate named first (17 of 24 right on a probe of two-step and one-step questions); both
+    orders agreeing changed no right answer there and fixed every two-step one it changed.
+    """
+    notes = _notes_with(state, prompts.NEXT_HOP_MARK)
+    note = _HOP_NOTE.search(notes[-1]) if notes else None
+    read = _HOP_READ.search(notes[-1]) if notes else None
+    if note is None or read is None or not _same_value(answer, note.group(2)):
+        return None, {}
+    first, subject, second = note.group(2), note.group(3), read.group(1)
+    own = [part for line in _seen_text(state).splitlines() if mentions_any(line, [subject]) and mentions_any(line, [first])
+           for part in snippets(line, [subject])][:2]
+    lines = own + [line.strip() for line in notes[-1].splitlines() if line.startswith("  ")]
+    usage: dict[str, Any] = {}
+    for a, b in ((first, second), (second, first)):
+        prompt = prompts.HOP_CHOICE_PROMPT.format(query=state.get("query", ""), lines="\n".join(lines)[:3000], first=a, second=b)
+        try:
+            reply = budgeted_call(run_account(state), "hop_choice", ctx.sub, [HumanMessage(prompt)], label=ctx.sub_label, ctx=ctx)
+        except (ModelError, BudgetSpent):
+            return None, {"usage": usage} if usage else {}
+        usage = add_usage(usage or None, reply.usage)
+        said = reply.text.lower()
+        if second.lower() not in said or first.lower() in said:
+            return None, {"usage": usage}
+    return second, {"usage": usage}
 
 
 def _read_lines(state: RLMState, ctx: RunSettings, lines: list[str]) -> tuple[str | None, dict[str, Any]]:
@@ -523,7 +565,7 @@ def _forced_final(state: RLMState, ctx: RunSettings, limits: Limits, limit: str)
         elif final is not None:
             answer = final.answer
         else:  # prose is a best-effort answer; code it can no longer run is not
-            answer = _FENCED.sub("", reply.text).strip() or None
+            answer = _own_prose(state, _FENCED.sub("", reply.text))
         break
     if answer is None and state.get("proposed"):
         answer = str(state["proposed"].get("answer"))
@@ -567,6 +609,24 @@ def _forced_final(state: RLMState, ctx: RunSettings, limits: Limits, limit: str)
     update["final_answer"] = answer
     update["confirmed"] = False  # a best effort at a limit is never confirmed
     return update
+
+
+def _own_prose(state: RLMState, text: str) -> str | None:
+    """The lines of a reply's prose that the model wrote itself: lines copied from the runner's
+    messages are left out (the 1.5B model pasted "The runner searched the context for the question's
+    key words: ..." under its code, and that note became the forced answer), and so are lines that
+    show a search's hits. None if nothing is left, or if what is left is longer than an answer."""
+    said = {" ".join(line.split()) for m in state.get("messages") or [] if m.get("role") == "user"
+            for line in str(m.get("content") or "").splitlines() if len(line.strip()) >= 12}
+    kept = [line for line in text.strip().splitlines() if " ".join(line.split()) not in said and not _HIT_COUNT.match(line)]
+    answer = "\n".join(kept).strip()
+    return answer if answer and len(answer) <= _MAX_PROSE else None
+
+
+#: "search('August') finds 12897:", a line of the runner's search note, as the model re-words it.
+_HIT_COUNT = re.compile(r"\s*search\(.*\) finds \d+")
+#: A forced reply's prose longer than this is not an answer (the reader tries instead).
+_MAX_PROSE = 1000
 
 
 #: Limits on spending: at these the run makes no call beyond its one forced answer.

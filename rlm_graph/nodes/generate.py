@@ -186,6 +186,11 @@ def generate(state: RLMState, runtime: Runtime[RLMContext], *, defaults: Binding
         # question's key words finds (whole records on a JSON text), as for a repeated cell.
         note = prompts.PAGING_AGAIN_NOTE.format(search_hint=search_hint(state.get("query", "")))
         update["messages"] += ({"role": "user", "content": _with_runner_search(state, ctx, note, update)},)
+    elif paging:
+        # ...and after both notes it read on until the iterations ran out (dev-tables-max-json, 20
+        # turns, 100 s): a loop like a repeated cell, ended the same way, with one forced answer.
+        update.update(queue=[], budget_hit="stuck_loop")
+        return update
     if len(blocks) > 1:
         # Rule 3, enforced: later blocks were written before the first one's output was seen (the
         # 1.5B model filtered CSV dates as 'January 2024' in a second block, unseen, and answered 0).

@@ -957,6 +957,76 @@ def _column_as_rows(tree, error) -> list:
     return []
 
 
+class _ColumnLoops(ast.NodeTransformer):
+    """Loops over one column of a table of columns whose variable is read as a row go over `rows`.
+
+    ``for row in context['order_id']: row['date']`` (or ``for row in context``) fails on every
+    table of columns: a column holds plain values and the dict's keys are strings. The 1.5B model
+    wrote that loop, was told the rows are in `rows`, and ran the same loop until the loop guard
+    stopped it. What it meant is clear, so the runner runs it over `rows` and says so.
+    """
+
+    def __init__(self, columns) -> None:
+        self.columns = columns
+        self.swapped = []
+
+    def _source(self, it, target, parts):
+        """``it`` as the model wrote it when the loop must go over `rows` instead, else None."""
+        if not isinstance(target, ast.Name):
+            return None
+        if (isinstance(it, ast.Subscript) and isinstance(it.value, ast.Name) and it.value.id == "context"
+                and _str_const(it.slice) and it.slice.value in self.columns):
+            source = "context[%r]" % it.slice.value
+        elif isinstance(it, ast.Name) and it.id == "context":
+            source = "context"
+        else:
+            return None
+        for part in parts:
+            for node in ast.walk(part):
+                if (isinstance(node, ast.Subscript) and isinstance(node.value, ast.Name) and node.value.id == target.id
+                        and _str_const(node.slice) and node.slice.value in self.columns):
+                    return source
+        return None
+
+    def _swap(self, holder, source):
+        holder.iter = ast.copy_location(ast.Name("rows", ast.Load()), holder.iter)
+        if source not in self.swapped:
+            self.swapped.append(source)
+
+    def visit_For(self, node):
+        self.generic_visit(node)
+        source = self._source(node.iter, node.target, node.body + node.orelse)
+        if source:
+            self._swap(node, source)
+        return node
+
+    def _comprehension(self, node):
+        self.generic_visit(node)
+        parts = [node.key, node.value] if isinstance(node, ast.DictComp) else [node.elt]
+        for gen in node.generators:
+            source = self._source(gen.iter, gen.target, parts + gen.ifs + [g for g in node.generators if g is not gen])
+            if source:
+                self._swap(gen, source)
+        return node
+
+    visit_ListComp = visit_SetComp = visit_GeneratorExp = visit_DictComp = _comprehension
+
+
+def _loops_over_rows(tree) -> tuple:
+    """The cell with its row loops over a column moved to `rows` (see :class:`_ColumnLoops`), and notes."""
+    ctx, table = _NS.get("context"), _CONTEXT_SOURCE.get("rows")
+    if (not isinstance(ctx, dict) or table is None or _NS.get("rows") is not table or ctx is not _CONTEXT_SOURCE.get("value")
+            or not all(isinstance(v, list) and v and not isinstance(v[0], dict) for v in ctx.values())):
+        return tree, []
+    swap = _ColumnLoops(set(ctx))
+    tree = ast.fix_missing_locations(swap.visit(tree))
+    notes = ["note: %s holds %s, not the rows, so the runner ran your loop over `rows` (the same table, one "
+             "dict per row: row['<column>']). Write `for row in rows:` yourself." % (
+                 source, "one column's plain values" if source != "context" else "the column names")
+             for source in swap.swapped]
+    return tree, notes
+
+
 def _short_texts() -> bool:
     """True if `context` is a collection of at most _TEXT_ITEMS_MAX short texts (known since its load)."""
     return bool(_CONTEXT_SOURCE.get("short_texts"))
@@ -1496,6 +1566,7 @@ def _exec_cell(cell: int, code: str, timeout: float, limit: int) -> dict:
     err = _Capped(max(limit // 2, 200))
     error = None
     timed_out = False
+    row_notes = []
     _CH.final = None
     filename = "<cell %d>" % cell
     old_out, old_err = sys.stdout, sys.stderr
@@ -1510,6 +1581,10 @@ def _exec_cell(cell: int, code: str, timeout: float, limit: int) -> dict:
                 "NotRun: this cell was not run: it sets `context` to data written in the code, and what it "
                 "printed would be about that, not about the real data. `context` already holds the whole "
                 "data: remove the assignment and search or compute over `context` as it is.")
+        try:
+            tree, row_notes = _loops_over_rows(tree)
+        except Exception:  # a help, never a failure of the cell
+            row_notes = []
         tree, last = _last_shown(tree)
         if timeout and timeout > 0:
             signal.setitimer(signal.ITIMER_REAL, float(timeout))
@@ -1556,6 +1631,7 @@ def _exec_cell(cell: int, code: str, timeout: float, limit: int) -> dict:
         audit = []
     if label_note:
         audit.append(label_note)
+    audit = row_notes + audit
     if audit:
         stderr += "\n".join(audit) + "\n"
     if restored:
@@ -1650,6 +1726,7 @@ def main() -> None:
                 except Exception:  # a help, never a failure of the load
                     table = None
                 _CONTEXT_SOURCE.update(records=None, records_text=None)
+                _CONTEXT_SOURCE["rows"] = table
                 if table is not None:
                     _NS["rows"] = table
                     meta["rows"] = len(table)

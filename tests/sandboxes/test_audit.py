@@ -130,9 +130,17 @@ def test_a_helper_variable_read_as_a_key_of_context_gets_a_note(sandbox: Start, 
     assert "KeyError" in (out.error or "") and "`rows` is a variable of its own, not a key of `context`" in out.stderr
     out = run(session, 1, "print(len([r for r in rows if r['region'] == 'East']))")
     assert out.stdout.strip() == "2" and "note:" not in out.stderr
-    # a loop over one column as if it held rows (seen on dev-tables-count-columns) gets a note naming `rows`
+    # a loop over one column as if it held rows (seen on dev-tables-count-columns, run again and again
+    # after a note naming `rows`) runs over `rows`, and the note says so
     out = run(session, 2, "print(len([r for r in context['amount'] if r['region'] == 'East']))")
-    assert "TypeError" in (out.error or "") and "context['amount'] is one column" in out.stderr and "`rows`" in out.stderr
+    assert out.error is None and out.stdout.strip() == "2"
+    assert "context['amount'] holds one column's plain values" in out.stderr and "for row in rows:" in out.stderr
+    code = "n = 0\nfor row in context:\n    if row['region'] == 'West':\n        n += row['amount']\nprint(n)"
+    out = run(session, 4, code)  # the dict itself (its keys are the column names): the same
+    assert out.error is None and out.stdout.strip() == "2" and "context holds the column names" in out.stderr
+    # a loop the rows cannot explain still fails, with the note naming `rows`
+    out = run(session, 5, "for r in context['amount']:\n    print(r.region)")
+    assert "AttributeError" in (out.error or "")
     out = run(session, 3, "print(sum(v for v in context['amount']))")
     assert out.stdout.strip() == "6" and "note:" not in out.stderr  # a column used as a column: no note
     # a text context has no `rows`: reading context['rows'] there is some other mistake, with no such note
