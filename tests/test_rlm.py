@@ -995,6 +995,19 @@ def test_an_answer_that_names_the_questions_subject_goes_back_once_and_is_unconf
     rlm, srv = rlm_for([repl("print(search('lena moreau'))"), "FINAL(Lena Moreau)", "FINAL(Lena Moreau)"], sub=lambda p: "name", answer_check=True)
     kept = rlm.completion(text, "Who manages the team that lena moreau works on?")
     assert kept.answer == "Lena Moreau" and kept.confirmed is False
+    # ...unless the sub-model, reading the context's lines about her (and then about what those give), answers:
+    # the runner's answer, unconfirmed, with no more root turns
+    def reader(p: str) -> str:
+        if not p.startswith("Outputs of code run over the data"):
+            return "name"
+        return "Gianni Berg" if "manages the Lyra team" in p else "Lyra" if "works on the Lyra team" in p else "unknown"
+
+    rlm, srv = rlm_for([repl("print(search('lena moreau'))"), "FINAL(Lena Moreau)", "FINAL(Lena Moreau)"], sub=reader, answer_check=True)
+    hopped = rlm.completion(text, "Who manages the team that lena moreau works on?")
+    assert hopped.answer == "Gianni Berg" and hopped.confirmed is False and len(srv.root_requests()) == 3
+    read = [r["prompt"] for r in srv.sub_requests() if r["prompt"].startswith("Outputs of code run over the data")]
+    assert "Lena Moreau works on the Lyra team." in read[0] and "Gianni Berg" not in read[0]  # first her lines alone
+    assert "Gianni Berg manages the Lyra team." in read[-1]  # then one step further
 
 
 def test_the_same_reply_without_code_again_and_again_is_a_stuck_loop(rlm_for: Any) -> None:

@@ -259,6 +259,15 @@ def check_final(state: RLMState, runtime: Runtime[RLMContext], *, defaults: Bind
             return {"final_answer": answer, "stopped_by": "final", "confirmed": False, "proposed": None}
         answer = extract_value(state.get("query", ""), answer, _seen_text(state))
         checks = int(state.get("form_checks") or 0)
+        if ctx.answer_check and names_the_subject(state.get("query", ""), answer) and _notes_with(state, prompts.SUBJECT_MARK):
+            # The model named the question's subject again after the note: the runner takes the steps
+            # itself, reading what the data says about the subject (and one step further), unconfirmed.
+            found, more = _runner_hops(state, ctx, answer.strip().strip("'\"`."))
+            if found is not None:
+                close_session(state)
+                spent = _merge_spent(spent, more)
+                return {"final_answer": found, "stopped_by": "final", "confirmed": False, "proposed": None, **spent}
+            spent = _merge_spent(spent, more)
         if checks < 2 and ctx.answer_check and names_the_subject(state.get("query", ""), answer) and not _notes_with(state, prompts.SUBJECT_MARK):
             # The 1.5B model printed "Lena Moreau works on the Lyra team." and answered Lena Moreau to
             # "Who manages the team that lena moreau works on?".
@@ -421,6 +430,36 @@ def _hop_choice(state: RLMState, ctx: RunSettings, answer: str) -> tuple[str | N
         if second.lower() not in said or first.lower() in said:
             return None, {"usage": usage}
     return second, {"usage": usage}
+
+
+def _runner_hops(state: RLMState, ctx: RunSettings, subject: str) -> tuple[str | None, dict[str, Any]]:
+    """The runner's own answer to a lookup the model answered with its subject ("Lena Moreau" to "Who
+    manages the team that lena moreau works on?") twice: the sub-model reads the context's lines
+    about the subject with the question; when what it reads there is the first of two steps (other
+    lines say something else about it, see :func:`next_hop_lines`), it reads those too. None when
+    the lines give nothing but the subject. Seen on the 1.5B model (dev-multihop-employee_manager-docs):
+    it printed "Lena Moreau works on the Lyra team." and answered Lena Moreau, before and after the note.
+    """
+    query = state.get("query", "")
+    hits, charges = _peek_hits(state, ctx, subject)
+    spent = _spent(charges)
+    own = [part for hit in hits if mentions_any(hit, [subject]) for part in snippets(hit, [subject])][:6]
+    if not own:
+        return None, spent
+    first, usage = _read_lines(state, ctx, own)
+    spent = _merge_spent(spent, {"usage": usage} if usage else {})
+    if not first or names_the_subject(query, first) or not _token_in(first, "\n".join(own)):
+        return None, spent
+    more, charges = _peek_hits(state, ctx, first)
+    spent = _merge_spent(spent, _spent(charges))
+    hop = next_hop_lines(query, first, more) if more else None
+    if hop is None:
+        return first, spent
+    second, usage = _read_lines(state, ctx, own[:3] + hop[1])
+    spent = _merge_spent(spent, {"usage": usage} if usage else {})
+    if second and second.strip().lower() != first.strip().lower() and _token_in(second, "\n".join(hop[1])):
+        return second, spent
+    return first, spent
 
 
 def _read_lines(state: RLMState, ctx: RunSettings, lines: list[str]) -> tuple[str | None, dict[str, Any]]:

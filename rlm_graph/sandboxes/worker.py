@@ -1027,6 +1027,25 @@ def _loops_over_rows(tree) -> tuple:
     return tree, notes
 
 
+def _key_written_otherwise(exc) -> str:
+    """A note for a KeyError whose key the context's dicts hold in other capitals or spacing
+    (``context['people']['GIANNI S. PETROV']`` where the data has 'Gianni S. Petrov'): the question
+    writes names in any case, and the 1.5B model copies them as written there."""
+    key = exc.args[0] if exc.args else None
+    ctx = _NS.get("context")
+    if not isinstance(key, str) or not key.strip() or not isinstance(ctx, dict):
+        return ""
+    want = " ".join(key.lower().split())
+    places = [("context", ctx)] + [("context[%r]" % k, v) for k, v in list(ctx.items())[:50] if isinstance(v, dict)]
+    for where, table in places:
+        if key in table:
+            continue
+        for name in table:
+            if isinstance(name, str) and " ".join(name.lower().split()) == want:
+                return "\nnote: the data writes the key %r as %r: %s[%r]." % (key, name, where, name)
+    return ""
+
+
 def _short_texts() -> bool:
     """True if `context` is a collection of at most _TEXT_ITEMS_MAX short texts (known since its load)."""
     return bool(_CONTEXT_SOURCE.get("short_texts"))
@@ -1292,8 +1311,25 @@ def _preview(value, n: int = 300) -> str:
         return "[" + ", ".join(parts) + (", ..." if len(value) > 3 else "") + "]"
     if isinstance(value, dict):
         keys = list(value)[:20]
-        return "keys: " + ", ".join(repr(k) for k in keys) + (", ..." if len(value) > 20 else "")
+        text = "keys: " + ", ".join(repr(k) for k in keys) + (", ..." if len(value) > 20 else "")
+        for key, inner in list(value.items())[:6]:
+            line = _inner(key, inner)
+            if line is None or len(text) + len(line) > n + 100:
+                break
+            text += "\n" + line
+        return text
     return _short(repr(value), n)
+
+
+def _inner(key, inner):
+    """One line on a dict of dicts' entry: ``context['people']: a dict of 9,120 entries, e.g.
+    'Maya Novak': {'city': 'Yarholm', 'age': 33}``; None for any other value. Told only the keys
+    'people' and 'cities', the 1.5B model wrote made-up people into `context` and filtered a list
+    of city names it had invented."""
+    if not isinstance(inner, dict) or not inner:
+        return None
+    k, v = next(iter(inner.items()))
+    return "context[%r]: a dict of %s entries, e.g. %s: %s" % (key, format(len(inner), ","), _short(repr(k), 60), _short(repr(v), 100))
 
 
 def _meta(value) -> dict:
@@ -1608,6 +1644,8 @@ def _exec_cell(cell: int, code: str, timeout: float, limit: int) -> dict:
         frames = [f for f in tb if f.filename == filename]
         lines = traceback.format_list(frames[-5:]) if frames else []
         error = ("".join(lines) + "".join(traceback.format_exception_only(type(exc), exc))).strip()
+        if isinstance(exc, KeyError):
+            error += _key_written_otherwise(exc)
         if isinstance(exc, (AttributeError, TypeError)) and "list" in str(exc) and "_batched(" in code:
             # The 1.5B model called llm_query_batched([prompt]) once per item and then reply.lower()
             error += ("\nnote: llm_query_batched(prompts) and rlm_query_batched(...) return a list of strings, one "

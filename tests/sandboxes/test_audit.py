@@ -170,3 +170,30 @@ def test_search_over_a_json_text_or_columns_returns_whole_records(sandbox: Start
         # a search in a text the cell gives is a plain text search, as before
         out = run(session, 2, "print(search('b', text='a\\nb\\nc'))")
         assert out.stdout.strip() == "['b']"
+
+
+def test_a_dict_of_dicts_is_previewed_with_one_entry_of_each_and_a_key_in_other_capitals_gets_a_note(
+        sandbox: Start, tmp_path: Path) -> None:
+    # Seen on the 1.5B model (dev-multihop-person_country-dict): told only the keys 'people' and 'cities',
+    # it set `context` to made-up people and then filtered a list of city names it had invented.
+    data = {"people": {"Gianni S. Petrov": {"city": "Yarholm", "age": 33}, "Ana Silva": {"city": "Oslo", "age": 40}},
+            "cities": {"Yarholm": {"country": "Poland", "founded": 12}, "Oslo": {"country": "Norway", "founded": 3}}}
+    path = tmp_path / "ctx.json"
+    path.write_text(json.dumps(data), encoding="utf-8")
+    session = sandbox()
+    session.load_context(path, "json")
+    preview = session.context_meta["preview"].splitlines()
+    assert preview == ["keys: 'people', 'cities'",
+                       "context['people']: a dict of 2 entries, e.g. 'Gianni S. Petrov': {'city': 'Yarholm', 'age': 33}",
+                       "context['cities']: a dict of 2 entries, e.g. 'Yarholm': {'country': 'Poland', 'founded': 12}"]
+    # the question's capitals, copied into a key: the note names the key as the data writes it
+    out = run(session, 0, "print(context['people']['GIANNI S. PETROV'])")
+    assert "KeyError" in (out.error or "")
+    assert "note: the data writes the key 'GIANNI S. PETROV' as 'Gianni S. Petrov': context['people']['Gianni S. Petrov']." in out.error
+    out = run(session, 1, "print(context['people']['Nobody'])")
+    assert "KeyError" in (out.error or "") and "note:" not in out.error  # no such key in any case: no note
+    # a dict of texts keeps its one-line preview
+    texts = tmp_path / "texts.json"
+    texts.write_text(json.dumps({"r1": "good stuff here", "r2": "bad"}), encoding="utf-8")
+    session.load_context(texts, "json")
+    assert session.context_meta["preview"] == "keys: 'r1', 'r2'"
