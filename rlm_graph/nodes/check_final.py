@@ -399,6 +399,14 @@ _HOP_NOTE = re.compile(r"Your answer (['\"])(.+?)\1 " + re.escape(prompts.NEXT_H
 _HOP_READ = re.compile(r"these lines give (.+?): if that is what the question asks for")
 
 
+_SENTENCE_END = re.compile(r"(?<=[.!?])['\"]?(?:,\s*['\"]|\s+)|\n")
+
+
+def _sentences(text: str) -> list[str]:
+    """A text's sentences (and a printed list's items), stripped of quotes and brackets."""
+    return [x.strip(" '\"[]") for x in _SENTENCE_END.split(text) if x.strip(" '\"[]")]
+
+
 def _hop_choice(state: RLMState, ctx: RunSettings, answer: str) -> tuple[str | None, dict[str, Any]]:
     """The second step's value, when the model kept its first-step answer after the next-hop note
     offered it (see :func:`_next_hop`) and the sub-model, shown what the data says about both, picks
@@ -415,9 +423,14 @@ def _hop_choice(state: RLMState, ctx: RunSettings, answer: str) -> tuple[str | N
     if note is None or read is None or not _same_value(answer, note.group(2)):
         return None, {}
     first, subject, second = note.group(2), note.group(3), read.group(1)
-    own = [part for line in _seen_text(state).splitlines() if mentions_any(line, [subject]) and mentions_any(line, [first])
-           for part in snippets(line, [subject])][:2]
-    lines = own + [line.strip() for line in notes[-1].splitlines() if line.startswith("  ")]
+    # Only the two facts, sentence by sentence: shown the note's whole lines ("Kofi Vogel collects old
+    # maps. ...", "Wanda Fischer lives in Penwick.") the sub-model said Penwick in either order.
+    own = [x for x in _sentences(_seen_text(state)) if mentions_any(x, [subject]) and mentions_any(x, [first])][:2]
+    hop = [x for line in notes[-1].splitlines() if line.startswith("  ") for x in _sentences(line)
+           if mentions_any(x, [first]) and mentions_any(x, [second]) and not mentions_any(x, [subject])][:2]
+    if not own or not hop:
+        return None, {}
+    lines = own + hop
     usage: dict[str, Any] = {}
     for a, b in ((first, second), (second, first)):
         prompt = prompts.HOP_CHOICE_PROMPT.format(query=state.get("query", ""), lines="\n".join(lines)[:3000], first=a, second=b)
