@@ -123,6 +123,8 @@ HELPER_MARKERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("context['rows'] note (a helper variable read as a key)", ("is a variable of its own, not a key of `context`",)),
     ("a column looped over as rows: note naming `rows`", ("is one column, a list of plain values",)),
     ("paging again: the runner's search shown", ("You are still reading `context` a slice at a time",)),
+    ("a row loop over one column run over `rows`", ("so the runner ran your loop over `rows`",)),
+    ("a dict key written in other capitals: note naming it", ("note: the data writes the key",)),
     ("label re-run (a filter for a label word re-run with classify() answering it)", ("again with each label test answered by classify()",)),
     ("runner's label counts over the context (a loop on a question that lists labels)", ("The runner asked the model which label fits each",)),
 )
