@@ -399,7 +399,7 @@ _HOP_NOTE = re.compile(r"Your answer (['\"])(.+?)\1 " + re.escape(prompts.NEXT_H
 _HOP_READ = re.compile(r"these lines give (.+?): if that is what the question asks for")
 
 
-_SENTENCE_END = re.compile(r"(?<=[.!?])['\"]?(?:,\s*['\"]|\s+)|\n")
+_SENTENCE_END = re.compile(r"(?<=[a-z0-9)\]}][.!?])['\"]?(?:,\s*['\"]|\s+)|\n")  # not after an initial ("Gianni S. Petrov")
 
 
 def _sentences(text: str) -> list[str]:

@@ -488,11 +488,17 @@ def search(pattern, window=150, text=None, regex=False, case=False, fields=True)
     source = (_records() or _NS.get("context")) if text is None else text
     window = max(0, int(window))
     flags = 0 if case else re.IGNORECASE
-    if isinstance(source, dict):
-        source = ["%s: %s" % (k, v) for k, v in source.items()]
+    keyed = isinstance(source, dict)
+    if keyed:
+        source = _entries(source)
     elif not isinstance(source, (str, list, tuple)):
         source = str(source)
     hits = _find(re.compile(pattern if regex else re.escape(pattern), flags), source, window)
+    if keyed and len(hits) > 1:
+        # the entry a name is the key of first: search("Yarholm") -> the city's own entry, then the
+        # hundreds of people who live there
+        named = re.compile(pattern if regex else re.escape(pattern), flags)
+        hits.sort(key=lambda h: named.search(h.split(": ", 1)[0]) is None)
     words = [] if regex else list(dict.fromkeys(_WORD.findall(pattern)))
     if hits or len(words) < 2:
         return hits
@@ -516,6 +522,26 @@ def search(pattern, window=150, text=None, regex=False, case=False, fields=True)
         print("search(%r) found nothing. Each word alone is found: %s. Search a shorter text."
               % (pattern, ", ".join("%r %s" % (w, "1000+" if n >= 1000 else n) for w, n in counts)))
     return hits
+
+
+def _entries(value: dict) -> list:
+    """A dict as one "key: value" text per entry; a value that is itself a dict of dicts (a table
+    keyed by name: ``{"people": {"Maya Novak": {"city": ...}}}``) gives one text per inner entry,
+    ``context['people']['Maya Novak']: {'city': ...}`` on the context. The 1.5B model's search for a
+    name in such a dict returned a window cut out of one 1 MB "people: {...}" text."""
+    is_context = value is _CONTEXT_SOURCE.get("value") and value is _NS.get("context")
+    if is_context and _CONTEXT_SOURCE.get("entries_text") is not None:
+        return _CONTEXT_SOURCE["entries_text"]
+    out = []
+    for key, inner in value.items():
+        if isinstance(inner, dict) and inner and all(isinstance(v, dict) for v in list(inner.values())[:50]):
+            head = "context[%r]" % (key,) if is_context else str(key)
+            out.extend("%s[%r]: %s" % (head, k, v) for k, v in inner.items())
+        else:
+            out.append("%s: %s" % (key, inner))
+    if is_context:
+        _CONTEXT_SOURCE["entries_text"] = out
+    return out
 
 
 def _records():
@@ -1763,7 +1789,7 @@ def main() -> None:
                     table = _table_rows(value, meta)
                 except Exception:  # a help, never a failure of the load
                     table = None
-                _CONTEXT_SOURCE.update(records=None, records_text=None)
+                _CONTEXT_SOURCE.update(records=None, records_text=None, entries_text=None)
                 _CONTEXT_SOURCE["rows"] = table
                 if table is not None:
                     _NS["rows"] = table

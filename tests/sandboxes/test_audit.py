@@ -197,3 +197,20 @@ def test_a_dict_of_dicts_is_previewed_with_one_entry_of_each_and_a_key_in_other_
     texts.write_text(json.dumps({"r1": "good stuff here", "r2": "bad"}), encoding="utf-8")
     session.load_context(texts, "json")
     assert session.context_meta["preview"] == "keys: 'r1', 'r2'"
+
+
+def test_search_over_a_dict_of_tables_returns_whole_entries_the_one_a_name_keys_first(sandbox: Start, tmp_path: Path) -> None:
+    # Seen on the 1.5B model (dev-multihop-person_country-dict): search("GIANNI S. PETROV") returned a window cut
+    # out of one 1 MB "people: {...}" text, and the runner's search for his city found 60 residents before the city.
+    people = {f"Person {i}": {"city": "Yarholm" if i % 2 else "Oslo", "age": 20 + i} for i in range(80)}
+    people["Gianni S. Petrov"] = {"city": "Yarholm", "age": 33}
+    data = {"people": people, "cities": {"Oslo": {"country": "Norway"}, "Yarholm": {"country": "Poland"}}, "note": "plain"}
+    path = tmp_path / "ctx.json"
+    path.write_text(json.dumps(data), encoding="utf-8")
+    session = sandbox()
+    session.load_context(path, "json")
+    out = run(session, 0, "print(search('GIANNI S. PETROV'))")
+    assert out.stdout.strip() == """["context['people']['Gianni S. Petrov']: {'city': 'Yarholm', 'age': 33}"]"""
+    out = run(session, 1, "hits = search('Yarholm')\nprint(len(hits))\nprint(hits[0])")
+    assert out.stdout.split("\n")[:2] == ["42", "context['cities']['Yarholm']: {'country': 'Poland'}"]
+    assert run(session, 2, "print(search('plain'))").stdout.strip() == "['note: plain']"  # other values: key: value
