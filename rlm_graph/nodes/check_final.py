@@ -456,7 +456,9 @@ def _runner_hops(state: RLMState, ctx: RunSettings, subject: str) -> tuple[str |
     query = state.get("query", "")
     hits, charges = _peek_hits(state, ctx, subject)
     spent = _spent(charges)
-    own = [part for hit in hits if mentions_any(hit, [subject]) for part in snippets(hit, [subject])][:6]
+    # sentence by sentence: a window around her name also held "Iris Jovanovic is the manager of the
+    # Meridian team", another team's manager, and the sub-model answered with it
+    own = list(dict.fromkeys(x for hit in hits for x in _sentences(hit) if mentions_any(x, [subject])))[:6]
     if not own:
         return None, spent
     first, usage = _read_lines(state, ctx, own)
@@ -468,9 +470,10 @@ def _runner_hops(state: RLMState, ctx: RunSettings, subject: str) -> tuple[str |
     hop = next_hop_lines(query, first, more) if more else None
     if hop is None:
         return first, spent
-    second, usage = _read_lines(state, ctx, own[:3] + hop[1])
+    further = list(dict.fromkeys(x for line in hop[1] for x in _sentences(line) if mentions_any(x, [first])))[:6]
+    second, usage = _read_lines(state, ctx, own[:3] + further)
     spent = _merge_spent(spent, {"usage": usage} if usage else {})
-    if second and second.strip().lower() != first.strip().lower() and _token_in(second, "\n".join(hop[1])):
+    if second and second.strip().lower() != first.strip().lower() and _token_in(second, "\n".join(further)):
         return second, spent
     return first, spent
 
