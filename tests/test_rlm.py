@@ -1010,6 +1010,29 @@ def test_an_answer_that_names_the_questions_subject_goes_back_once_and_is_unconf
     assert "Gianni Berg manages the Lyra team." in read[-1]  # then one step further
 
 
+def test_a_forced_answer_naming_the_questions_subject_gets_the_runners_hops(rlm_for: Any) -> None:
+    # Seen on the 1.5B model (dev-multihop-employee_manager-docs, dev-multihop-person_country-text): at a stuck
+    # loop's forced end it answered "Lena Berg" to "Name the manager of the team Lena Berg belongs to.", and
+    # "Yuki Grant lives in Lordale" to "What country does yuki grant live in?".
+    def reader(p: str) -> str:
+        if not p.startswith("Outputs of code run over the data"):
+            return "name"
+        return ("Gianni Berg" if "manages the Lyra team" in p else "Lyra" if "works on the Lyra team" in p
+                else "France" if "Lordale is a city in France" in p else "Lordale" if "moved to Lordale" in p else "unknown")
+
+    loop = repl("print(len(context))")
+    text = "Lena Moreau works on the Lyra team. It rained.\nrain\nGianni Berg manages the Lyra team.\n"
+    rlm, srv = rlm_for([loop, loop, loop, "FINAL(Lena Moreau)"], sub=reader, answer_check=True)
+    result = rlm.completion(text, "Who manages the team that lena moreau works on?")
+    assert result.stopped_by == "stuck_loop" and result.answer == "Gianni Berg" and result.confirmed is False
+    text = "Yuki Grant moved to Lordale a few years ago.\nrain\nLordale is a city in France.\nAna Silva lives in Lordale.\n"
+    rlm, srv = rlm_for([loop, loop, loop, "Yuki Grant lives in Lordale"], sub=reader, answer_check=True)
+    assert rlm.completion(text, "What country does yuki grant live in?").answer == "France"
+    # without answer_check the forced answer stands
+    rlm, srv = rlm_for([loop, loop, loop, "FINAL(Lena Moreau)"], sub=reader)
+    assert rlm.completion(text, "Who manages the team that lena moreau works on?").answer == "Lena Moreau"
+
+
 def test_the_same_reply_without_code_again_and_again_is_a_stuck_loop(rlm_for: Any) -> None:
     # Seen on the 1.5B model (dev-needle-gate-docs): it pasted the same REPL output back as its reply
     # ten times, each time told that the reply had no code.

@@ -21,6 +21,7 @@ from rlm_graph.graph.answers import (
     is_lookup,
     key_terms,
     mentions_any,
+    name_around,
     names_the_subject,
     never_looked,
     next_hop_lines,
@@ -445,6 +446,21 @@ def _hop_choice(state: RLMState, ctx: RunSettings, answer: str) -> tuple[str | N
     return second, {"usage": usage}
 
 
+def _subject_named(query: str, answer: str | None) -> str | None:
+    """The question's subject when ``answer`` is that subject, or a sentence naming it, else None."""
+    if not answer:
+        return None
+    if names_the_subject(query, answer):
+        return answer.strip().strip("'\"`.")
+    if len(answer.split()) <= 4:
+        return None
+    for term in key_terms(query, 4):
+        named = name_around(answer, term) if mentions_any(answer, [term]) else None
+        if named and len(named.split()) >= 2 and named.lower() in query.lower():
+            return named
+    return None
+
+
 def _runner_hops(state: RLMState, ctx: RunSettings, subject: str) -> tuple[str | None, dict[str, Any]]:
     """The runner's own answer to a lookup the model answered with its subject ("Lena Moreau" to "Who
     manages the team that lena moreau works on?") twice: the sub-model reads the context's lines
@@ -639,8 +655,20 @@ def _forced_final(state: RLMState, ctx: RunSettings, limits: Limits, limit: str)
     if labelled is not None:
         answer = labelled
     lookup = is_lookup(query)
+    subject = _subject_named(query, answer) if ctx.answer_check and lookup and limit not in _SPEND_LIMITS else None
+    if subject is not None:
+        # A forced answer that is the question's subject ("Lena Berg"), or a sentence about it ("Yuki Grant
+        # lives in Lordale"): the runner takes the lookup's steps itself, as after a kept subject answer.
+        hopped, more = _runner_hops(state, ctx, subject)
+        if more.get("usage"):
+            update["usage"] = add_usage(update.get("usage"), more["usage"])
+        update.update({k: v for k, v in more.items() if k != "usage"})
+        if hopped is None:
+            subject = None
+        else:  # (a reading of the context already: the reader below does not read it again)
+            answer = hopped
     found, charges = None, Charges()
-    if limit not in _SPEND_LIMITS and lookup and not _context_is_query(state) and (
+    if subject is None and limit not in _SPEND_LIMITS and lookup and not _context_is_query(state) and (
             answer is None or non_answer(answer) or limit == "stuck_loop" or never_looked(query, _looked_at(state))):
         # A lookup the model got stuck on: the runner's search for the question's words (the 1.5B model
         # looped on a filter while the runner's note showed "password at the Dune-Lodge is saffron33").
@@ -650,7 +678,7 @@ def _forced_final(state: RLMState, ctx: RunSettings, limits: Limits, limit: str)
     # runner's search found the question's words and the forced answer is not among the hits.
     hits = _search_hits(found) or ""
     weak = answer is None or non_answer(answer) or (found is not None and not _token_in(answer, hits))
-    if limit not in _SPEND_LIMITS and weak:
+    if limit not in _SPEND_LIMITS and weak and subject is None:
         # (not after a spend budget: the reader is one more paid call, and the budget said stop)
         read, usage = _read_outputs(state, ctx, found)
         if read is not None:
