@@ -263,12 +263,11 @@ def check_final(state: RLMState, runtime: Runtime[RLMContext], *, defaults: Bind
         if ctx.answer_check and names_the_subject(state.get("query", ""), answer) and _notes_with(state, prompts.SUBJECT_MARK):
             # The model named the question's subject again after the note: the runner takes the steps
             # itself, reading what the data says about the subject (and one step further), unconfirmed.
-            found, more = _runner_hops(state, ctx, answer.strip().strip("'\"`."))
+            found, more = _runner_hops(state, ctx, _subject_named(state.get("query", ""), answer) or answer)
+            spent = _merge_spent(spent, more)
             if found is not None:
                 close_session(state)
-                spent = _merge_spent(spent, more)
                 return {"final_answer": found, "stopped_by": "final", "confirmed": False, "proposed": None, **spent}
-            spent = _merge_spent(spent, more)
         if checks < 2 and ctx.answer_check and names_the_subject(state.get("query", ""), answer) and not _notes_with(state, prompts.SUBJECT_MARK):
             # The 1.5B model printed "Lena Moreau works on the Lyra team." and answered Lena Moreau to
             # "Who manages the team that lena moreau works on?".
@@ -397,7 +396,7 @@ def _next_hop(state: RLMState, ctx: RunSettings, answer: str) -> tuple[str | Non
 
 
 _HOP_NOTE = re.compile(r"Your answer (['\"])(.+?)\1 " + re.escape(prompts.NEXT_HOP_MARK) + r" (.+?) itself\.")
-_HOP_READ = re.compile(r"these lines give (.+?): if that is what the question asks for")
+_HOP_READ = re.compile(re.escape(prompts.NEXT_HOP_READ.split("{value}")[0].strip()) + " (.+?)" + re.escape(prompts.NEXT_HOP_READ.split("{value}")[1]))
 
 
 _SENTENCE_END = re.compile(r"(?<=[a-z0-9)\]}][.!?])['\"]?(?:,\s*['\"]|\s+)|\n")  # not after an initial ("Gianni S. Petrov")
