@@ -33,6 +33,7 @@ import ast
 import collections
 import csv
 import io
+import itertools
 import json
 import os
 import re
@@ -1062,7 +1063,7 @@ def _key_written_otherwise(exc) -> str:
     if not isinstance(key, str) or not key.strip() or not isinstance(ctx, dict):
         return ""
     want = " ".join(key.lower().split())
-    places = [("context", ctx)] + [("context[%r]" % k, v) for k, v in list(ctx.items())[:50] if isinstance(v, dict)]
+    places = [("context", ctx)] + [("context[%r]" % k, v) for k, v in itertools.islice(ctx.items(), 50) if isinstance(v, dict)]
     for where, table in places:
         if key in table:
             continue
@@ -1671,7 +1672,10 @@ def _exec_cell(cell: int, code: str, timeout: float, limit: int) -> dict:
         lines = traceback.format_list(frames[-5:]) if frames else []
         error = ("".join(lines) + "".join(traceback.format_exception_only(type(exc), exc))).strip()
         if isinstance(exc, KeyError):
-            error += _key_written_otherwise(exc)
+            try:
+                error += _key_written_otherwise(exc)
+            except Exception:  # a note is help, never a failure of the cell
+                pass
         if isinstance(exc, (AttributeError, TypeError)) and "list" in str(exc) and "_batched(" in code:
             # The 1.5B model called llm_query_batched([prompt]) once per item and then reply.lower()
             error += ("\nnote: llm_query_batched(prompts) and rlm_query_batched(...) return a list of strings, one "
