@@ -298,7 +298,7 @@ def next_hop_lines(query: str, answer: str, hits: list[str], most: int = 5) -> t
         mine = [h for h in hits if _loose(term).search(h)]
         if not mine or len(mine) > max(2, len(hits) // 3):  # a subject is named in few of the hits
             continue
-        named = name_around(mine[0], term)
+        named = _name_around(mine[0], term)
         if named is None:  # the data writes a subject as a name ("Kofi Vogel"), not a word ("country")
             continue
         skip = _stems(named) | _stems(text) | {w[:4] for w in _STOP}
@@ -316,7 +316,7 @@ def next_hop_lines(query: str, answer: str, hits: list[str], most: int = 5) -> t
     return None
 
 
-def name_around(line: str, term: str) -> str | None:
+def _name_around(line: str, term: str) -> str | None:
     """``term`` as ``line`` writes it, widened to the capitalised words around it ("vogel" in "Kofi
     Vogel lives" gives "Kofi Vogel"); None when the line writes it without a capital."""
     m = _loose(term).search(line)
