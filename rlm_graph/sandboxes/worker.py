@@ -494,12 +494,12 @@ def search(pattern, window=150, text=None, regex=False, case=False, fields=True)
         source = _entries(source)
     elif not isinstance(source, (str, list, tuple)):
         source = str(source)
-    hits = _find(re.compile(pattern if regex else re.escape(pattern), flags), source, window)
+    compiled = re.compile(pattern if regex else re.escape(pattern), flags)
+    hits = _find(compiled, source, window)
     if keyed and len(hits) > 1:
         # the entry a name is the key of first: search("Yarholm") -> the city's own entry, then the
         # hundreds of people who live there
-        named = re.compile(pattern if regex else re.escape(pattern), flags)
-        hits.sort(key=lambda h: named.search(h.split(": ", 1)[0]) is None)
+        hits.sort(key=lambda h: compiled.search(h.split(": ", 1)[0]) is None)
     words = [] if regex else list(dict.fromkeys(_WORD.findall(pattern)))
     if hits or len(words) < 2:
         return hits
@@ -535,7 +535,7 @@ def _entries(value: dict) -> list:
         return _CONTEXT_SOURCE["entries_text"]
     out = []
     for key, inner in value.items():
-        if isinstance(inner, dict) and inner and all(isinstance(v, dict) for v in list(inner.values())[:50]):
+        if isinstance(inner, dict) and inner and all(isinstance(v, dict) for v in itertools.islice(inner.values(), 50)):
             head = "context[%r]" % (key,) if is_context else str(key)
             out.extend("%s[%r]: %s" % (head, k, v) for k, v in inner.items())
         else:
@@ -976,12 +976,19 @@ def _column_as_rows(tree, error) -> list:
     if not error or "TypeError" not in str(error) or not isinstance(ctx, dict) or _NS.get("rows") is None:
         return []
     for node in ast.walk(tree):
-        it = node.iter if isinstance(node, (ast.For, ast.comprehension)) else None
-        if (isinstance(it, ast.Subscript) and isinstance(it.value, ast.Name) and it.value.id == "context"
-                and _str_const(it.slice) and it.slice.value in ctx):
+        column = _context_column(node.iter, ctx) if isinstance(node, (ast.For, ast.comprehension)) else None
+        if column is not None:
             return ["note: context[%r] is one column, a list of plain values, not of rows. The rows are in "
-                    "`rows`, a list of dicts: for row in rows: row['<column>']." % it.slice.value]
+                    "`rows`, a list of dicts: for row in rows: row['<column>']." % column]
     return []
+
+
+def _context_column(node, columns):
+    """The key when ``node`` is ``context['<key>']`` with a key of ``columns``, else None."""
+    if (isinstance(node, ast.Subscript) and isinstance(node.value, ast.Name) and node.value.id == "context"
+            and _str_const(node.slice) and node.slice.value in columns):
+        return node.slice.value
+    return None
 
 
 class _ColumnLoops(ast.NodeTransformer):
@@ -1001,9 +1008,9 @@ class _ColumnLoops(ast.NodeTransformer):
         """``it`` as the model wrote it when the loop must go over `rows` instead, else None."""
         if not isinstance(target, ast.Name):
             return None
-        if (isinstance(it, ast.Subscript) and isinstance(it.value, ast.Name) and it.value.id == "context"
-                and _str_const(it.slice) and it.slice.value in self.columns):
-            source = "context[%r]" % it.slice.value
+        column = _context_column(it, self.columns)
+        if column is not None:
+            source = "context[%r]" % column
         elif isinstance(it, ast.Name) and it.id == "context":
             source = "context"
         else:
@@ -1339,7 +1346,7 @@ def _preview(value, n: int = 300) -> str:
     if isinstance(value, dict):
         keys = list(value)[:20]
         text = "keys: " + ", ".join(repr(k) for k in keys) + (", ..." if len(value) > 20 else "")
-        for key, inner in list(value.items())[:6]:
+        for key, inner in itertools.islice(value.items(), 6):
             line = _inner(key, inner)
             if line is None or len(text) + len(line) > n + 100:
                 break
