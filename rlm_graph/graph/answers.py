@@ -9,6 +9,7 @@ these functions let check_final send such an answer back with a search that woul
 from __future__ import annotations
 
 import re
+from collections import Counter
 
 _NUMBER = re.compile(r"(?<![\w.])-?\d[\d,]*(?:\.\d+)?(?![\w])")
 
@@ -269,6 +270,19 @@ def snippets(line: str, terms: list[str], window: int = 150, most: int = 3) -> l
 
 
 _RELATION_WORD = re.compile(r"[a-z]{4,}")
+#: Where a sentence ends: not after an initial ("Gianni S. Petrov"); a printed list's items end one too.
+SENTENCE_END = re.compile(r"(?<=[a-z0-9)\]}][.!?])['\"]?(?:,\s*['\"]|\s+)|\n")
+
+
+def sentences(text: str) -> list[str]:
+    """A text's sentences (and a printed list's items), stripped of quotes and brackets."""
+    return [x.strip(" '\"[]") for x in SENTENCE_END.split(text) if x.strip(" '\"[]")]
+
+
+def _relation(sentence: str, skip: set[str]) -> frozenset[str]:
+    """What a sentence says, without its names: the stems of its lowercase words ("home" in
+    "Yuki Ferreira's home is in Selstead")."""
+    return frozenset(_stems(re.sub(r"\b[A-Z][\w'-]*", " ", sentence)) - skip)
 
 
 def _stems(text: str) -> set[str]:
@@ -291,7 +305,8 @@ def next_hop_lines(query: str, answer: str, hits: list[str], most: int = 5) -> t
     text = answer.strip().strip("'\"")
     if not text or not is_lookup(query) or _NUMBER.fullmatch(text) or len(text.split()) > 4 or text.lower() in ("yes", "no"):
         return None
-    hits = [h for h in hits if _loose(text).search(h)]
+    # sentence by sentence: a line of prose holds other people's facts beside the answer's
+    hits = list(dict.fromkeys(x for h in hits for x in (sentences(h) or [h]) if _loose(text).search(x)))
     for term in key_terms(query, 4):
         if _loose(term).search(text) or _loose(text).search(term):
             continue
@@ -310,9 +325,13 @@ def next_hop_lines(query: str, answer: str, hits: list[str], most: int = 5) -> t
             if h in mine or any(r <= words for r in relations):
                 continue  # the subject's own line, or the same thing said about someone else
             shared = set().union(*relations) & words
-            other.append((len(shared), -len(asked & words), h))
-        if other:
-            return named, [h for _, _, h in sorted(other, key=lambda x: x[:2])[:most]]
+            other.append((len(shared), _relation(h, skip), -len(asked & words), h))
+        # a relation many lines share is the first step said of other people in other words ("X's
+        # home is in Selstead" after "Zoe Vogel lives in Selstead"); the second step is said once
+        said = Counter(rel for _, rel, _, _ in other)
+        ranked = sorted(other, key=lambda x: (x[0], said[x[1]], x[2]))
+        if ranked:
+            return named, [h for _, _, _, h in ranked[:most]]
     return None
 
 

@@ -26,6 +26,7 @@ from rlm_graph.graph.answers import (
     next_hop_lines,
     non_answer,
     search_hint,
+    sentences,
     snippets,
     stated_value,
     uncounted,
@@ -398,14 +399,6 @@ _HOP_NOTE = re.compile(r"Your answer (['\"])(.+?)\1 " + re.escape(prompts.NEXT_H
 _HOP_READ = re.compile(re.escape(prompts.NEXT_HOP_READ.split("{value}")[0].strip()) + " (.+?)" + re.escape(prompts.NEXT_HOP_READ.split("{value}")[1]))
 
 
-_SENTENCE_END = re.compile(r"(?<=[a-z0-9)\]}][.!?])['\"]?(?:,\s*['\"]|\s+)|\n")  # not after an initial ("Gianni S. Petrov")
-
-
-def _sentences(text: str) -> list[str]:
-    """A text's sentences (and a printed list's items), stripped of quotes and brackets."""
-    return [x.strip(" '\"[]") for x in _SENTENCE_END.split(text) if x.strip(" '\"[]")]
-
-
 def _hop_choice(state: RLMState, ctx: RunSettings, answer: str) -> tuple[str | None, dict[str, Any]]:
     """The second step's value, when the model kept its first-step answer after the next-hop note
     offered it (see :func:`_next_hop`) and the sub-model, shown what the data says about both, picks
@@ -424,8 +417,8 @@ def _hop_choice(state: RLMState, ctx: RunSettings, answer: str) -> tuple[str | N
     first, subject, second = note.group(2), note.group(3), read.group(1)
     # Only the two facts, sentence by sentence: shown the note's whole lines ("Kofi Vogel collects old
     # maps. ...", "Wanda Fischer lives in Penwick.") the sub-model said Penwick in either order.
-    own = [x for x in _sentences(_seen_text(state)) if mentions_any(x, [subject]) and mentions_any(x, [first])][:2]
-    hop = [x for line in notes[-1].splitlines() if line.startswith("  ") for x in _sentences(line)
+    own = [x for x in sentences(_seen_text(state)) if mentions_any(x, [subject]) and mentions_any(x, [first])][:2]
+    hop = [x for line in notes[-1].splitlines() if line.startswith("  ") for x in sentences(line)
            if mentions_any(x, [first]) and mentions_any(x, [second]) and not mentions_any(x, [subject])][:2]
     if not own or not hop:
         return None, {}
@@ -464,7 +457,7 @@ def _runner_hops(state: RLMState, ctx: RunSettings, subject: str) -> tuple[str |
     spent = _spent(charges)
     # sentence by sentence: a window around her name also held "Iris Jovanovic is the manager of the
     # Meridian team", another team's manager, and the sub-model answered with it
-    own = list(dict.fromkeys(x for hit in hits for x in _sentences(hit) if mentions_any(x, [subject])))[:6]
+    own = list(dict.fromkeys(x for hit in hits for x in sentences(hit) if mentions_any(x, [subject])))[:6]
     if not own:
         return None, spent
     first, usage = _read_lines(state, ctx, own)
@@ -476,7 +469,7 @@ def _runner_hops(state: RLMState, ctx: RunSettings, subject: str) -> tuple[str |
     hop = next_hop_lines(query, first, more) if more else None
     if hop is None:
         return first, spent
-    further = list(dict.fromkeys(x for line in hop[1] for x in _sentences(line) if mentions_any(x, [first])))[:6]
+    further = list(dict.fromkeys(x for line in hop[1] for x in sentences(line) if mentions_any(x, [first])))[:6]
     second, usage = _read_lines(state, ctx, own[:3] + further)
     spent = _merge_spent(spent, {"usage": usage} if usage else {})
     if second and second.strip().lower() != first.strip().lower() and _token_in(second, "\n".join(further)):

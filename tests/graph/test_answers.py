@@ -132,6 +132,18 @@ def test_next_hop_lines_are_what_the_context_says_else_about_a_first_step_answer
     assert next_hop_lines("How many people live in Penwick?", "Penwick", lines) is None
 
 
+def test_next_hop_lines_read_prose_sentence_by_sentence_and_put_a_relation_said_once_first() -> None:
+    # lines of prose: each holds other people's facts beside the answer's; the first step is said of
+    # other people in other words ("X's home is in Penwick") several times, the second step once
+    lines = ["Rain fell. Ana Silva's home is in Penwick. Bo Lee lives in Oslo.", "Mo Chan's home is in Penwick.",
+             "Kofi Vogel lives in Penwick. Ida Berg's home is in Rome.", "Cy Do's home is in Penwick. The city of Penwick lies in Brazil.",
+             "Eli Roth's home is in Penwick. Tea was served."]
+    subject, shown = next_hop_lines("In which country does Kofi Vogel live?", "Penwick", lines) or ("", [])
+    assert subject == "Kofi Vogel"
+    assert shown[0] == "The city of Penwick lies in Brazil."
+    assert all(line.count(".") == 1 for line in shown)  # sentences, not whole lines
+
+
 def test_an_answer_that_repeats_what_the_question_names_is_the_subject() -> None:
     assert names_the_subject("Who manages the team that lena moreau works on? Answer with the name only.", "Lena Moreau")
     assert names_the_subject("In which country does KOFI VOGEL live?", "Vogel")
