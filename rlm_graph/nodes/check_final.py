@@ -120,6 +120,21 @@ def _token_in(answer: str, text: str) -> bool:
     return bool(a) and re.search(rf"(?<![\w-]){re.escape(a)}(?![\w-])", text.lower()) is not None
 
 
+def _new_names(query: str, answer: str) -> list[str]:
+    """The capitalised names in ``answer`` that the question does not name ("Penwick" in "KOFI VOGEL
+    lives in Penwick." to "In which country does Kofi Vogel live?")."""
+    return [n for n in _NAMES.findall(answer) if n.lower() not in query.lower()]
+
+
+def _grounded(query: str, answer: str, lines: list[str]) -> bool:
+    """True if ``answer`` is in one of ``lines``, or is a sentence whose new names all are: the 1.5B
+    model answered "KOFI VOGEL lives in Penwick." after printing "Kofi Vogel's home is in Penwick."."""
+    if any(_token_in(answer, line) for line in lines):
+        return True
+    names = _new_names(query, answer) if len(answer.split()) > 4 else []
+    return bool(names) and all(any(_token_in(n, line) for line in lines) for n in names)
+
+
 def _looked_at(state: RLMState) -> str:
     """The code the model ran and what it printed (not the runner's notes: the model did not look)."""
     cells = state.get("cells") or []
@@ -236,7 +251,7 @@ def check_final(state: RLMState, runtime: Runtime[RLMContext], *, defaults: Bind
         wandered = never_looked(state.get("query", ""), _looked_at(state)) if looks and not _token_in(answer, _runner_said(state)) else None
         said = _runner_lines(state)  # the runner's hits count as lines the model read; "finds 4:" does not
         grounding = grounding_lines(state.get("query", ""), _seen_text(state) + "\n" + said) if looks and not wandered else None
-        if grounding and not any(_token_in(answer, line) for line in grounding) and not _token_in(answer, said):
+        if grounding and not _grounded(state.get("query", ""), answer, grounding) and not _token_in(answer, said):
             # The 1.5B model printed "The Elm Clipper departs from gate F26." and answered 1.
             terms = key_terms(state.get("query", ""), 4)
             shown = "\n".join("  " + part for line in grounding[:8] for part in snippets(line, terms))[:3000]
@@ -370,7 +385,7 @@ def _next_hop(state: RLMState, ctx: RunSettings, answer: str) -> tuple[str | Non
     if _notes_with(state, prompts.NEXT_HOP_MARK) or not is_lookup(query):  # (a yes/no is not a lookup)
         return None, {}
     if len(answer.split()) > 4:  # a sentence ("Kofi Vogel's home is in Penwick."): its one new name
-        names = [n for n in _NAMES.findall(answer) if n.lower() not in query.lower()]
+        names = _new_names(query, answer)
         if len(names) != 1:
             return None, {}
         answer = names[0]
@@ -386,7 +401,9 @@ def _next_hop(state: RLMState, ctx: RunSettings, answer: str) -> tuple[str | Non
     note = prompts.NEXT_HOP_NOTE.format(answer=answer.strip(), subject=subject, lines=shown)
     # The 1.5B root, shown "{'type': 'team', 'name': 'Garnet', 'manager': 'Jade Varga'}", repeated Garnet;
     # the sub-model reading the subject's lines and these with the question said Jade Varga.
-    own = [h for h in found if mentions_any(h, [subject])][:3]
+    # sentence by sentence: shown the window around "Kofi Vogel's home is in Penwick." (four other
+    # people's homes beside it) with the lines, the sub-model read Penwick; shown the sentence, Brazil
+    own = _subject_sentences(found, subject, answer)
     value, usage = _read_lines(state, ctx, own + lines)
     spent = _merge_spent(spent, {"usage": usage} if usage else {})
     if (value and value.strip().lower() != answer.strip().lower() and re.search(r"[A-Z0-9]", value)  # a name or a code, not a key ("name")
@@ -464,17 +481,35 @@ def _runner_hops(state: RLMState, ctx: RunSettings, subject: str) -> tuple[str |
     spent = _merge_spent(spent, {"usage": usage} if usage else {})
     if not first or names_the_subject(query, first) or not _token_in(first, "\n".join(own)):
         return None, spent
+    second, more = _second_step(state, ctx, first, own)
+    return second or first, _merge_spent(spent, more)
+
+
+def _subject_sentences(hits: list[str], subject: str, answer: str, most: int = 3) -> list[str]:
+    """The sentences of ``hits`` that name both the subject and the answer (the first step's fact)."""
+    return list(dict.fromkeys(x for hit in hits for x in sentences(hit) if mentions_any(x, [subject]) and mentions_any(x, [answer])))[:most]
+
+
+def _second_step(state: RLMState, ctx: RunSettings, first: str, own: list[str] | None = None) -> tuple[str | None, dict[str, Any]]:
+    """The second step of a lookup whose first step is ``first``: when other lines say something
+    else about it (see :func:`next_hop_lines`), the sub-model reads them with the subject's lines
+    (``own``, or the hits naming the subject) and the question. None when there is no such line or
+    the reading gives no value those lines hold."""
+    query = state.get("query", "")
     more, charges = _peek_hits(state, ctx, first)
-    spent = _merge_spent(spent, _spent(charges))
+    spent = _spent(charges)
     hop = next_hop_lines(query, first, more) if more else None
     if hop is None:
-        return first, spent
-    further = list(dict.fromkeys(x for line in hop[1] for x in sentences(line) if mentions_any(x, [first])))[:6]
+        return None, spent
+    subject, lines = hop
+    if own is None:
+        own = _subject_sentences(more, subject, first)
+    further = list(dict.fromkeys(x for line in lines for x in sentences(line) if mentions_any(x, [first])))[:6]
     second, usage = _read_lines(state, ctx, own[:3] + further)
     spent = _merge_spent(spent, {"usage": usage} if usage else {})
     if second and second.strip().lower() != first.strip().lower() and _token_in(second, "\n".join(further)):
         return second, spent
-    return first, spent
+    return None, spent
 
 
 def _read_lines(state: RLMState, ctx: RunSettings, lines: list[str]) -> tuple[str | None, dict[str, Any]]:
@@ -639,6 +674,7 @@ def _forced_final(state: RLMState, ctx: RunSettings, limits: Limits, limit: str)
         answer = labelled
     lookup = is_lookup(query)
     subject = _subject_named(query, answer) if ctx.answer_check and lookup and limit not in _SPEND_LIMITS else None
+    read_by_runner = False
     if subject is not None:
         # A forced answer that is the question's subject ("Lena Berg"): the runner takes the lookup's
         # steps itself, as after a kept subject answer.
@@ -646,12 +682,21 @@ def _forced_final(state: RLMState, ctx: RunSettings, limits: Limits, limit: str)
         if more.get("usage"):
             update["usage"] = add_usage(update.get("usage"), more["usage"])
         update.update({k: v for k, v in more.items() if k != "usage"})
-        if hopped is None:
-            subject = None
-        else:  # (a reading of the context already: the reader below does not read it again)
-            answer = hopped
+        if hopped is not None:  # (a reading of the context already: the reader below does not read it again)
+            answer, read_by_runner = hopped, True
+    elif (ctx.answer_check and lookup and limit not in _SPEND_LIMITS and answer and not non_answer(answer)
+          and len(answer.split()) <= 4 and not _notes_with(state, prompts.NEXT_HOP_MARK)):
+        # A forced answer that is the first of two steps ("Penwick" to "In which country does Kofi
+        # Vogel live?", the model stuck after finding "Kofi Vogel's home is in Penwick"), when the
+        # next-step note never came: the runner reads the next step, unconfirmed like any forced answer.
+        second, more = _second_step(state, ctx, answer.strip().strip("'\"`."))
+        if more.get("usage"):
+            update["usage"] = add_usage(update.get("usage"), more["usage"])
+        update.update({k: v for k, v in more.items() if k != "usage"})
+        if second is not None:
+            answer, read_by_runner = second, True
     found, charges = None, Charges()
-    if subject is None and limit not in _SPEND_LIMITS and lookup and not _context_is_query(state) and (
+    if not read_by_runner and limit not in _SPEND_LIMITS and lookup and not _context_is_query(state) and (
             answer is None or non_answer(answer) or limit == "stuck_loop" or never_looked(query, _looked_at(state))):
         # A lookup the model got stuck on: the runner's search for the question's words (the 1.5B model
         # looped on a filter while the runner's note showed "password at the Dune-Lodge is saffron33").
@@ -661,7 +706,7 @@ def _forced_final(state: RLMState, ctx: RunSettings, limits: Limits, limit: str)
     # runner's search found the question's words and the forced answer is not among the hits.
     hits = _search_hits(found) or ""
     weak = answer is None or non_answer(answer) or (found is not None and not _token_in(answer, hits))
-    if limit not in _SPEND_LIMITS and weak and subject is None:
+    if limit not in _SPEND_LIMITS and weak and not read_by_runner:
         # (not after a spend budget: the reader is one more paid call, and the budget said stop)
         read, usage = _read_outputs(state, ctx, found)
         if read is not None:
