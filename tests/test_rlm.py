@@ -928,6 +928,13 @@ def test_a_first_step_answer_goes_back_once_with_what_the_context_says_about_it(
     home = "Kofi Vogel's home is in Penwick.\nrain\nAna Silva lives in Penwick.\nPenwick is a city in Brazil.\n"
     assert rlm.completion(home, "In which country does KOFI VOGEL live?").answer == "Brazil"
     assert "Your answer 'Penwick' is what the context says about Kofi Vogel itself" in srv.root_requests()[2]["prompt"]
+    # ...also a sentence in the model's own words: its new name is in the lines, so it is grounded (the 1.5B
+    # model answered "KOFI VOGEL lives in Penwick." after printing "Kofi Vogel's home is in Penwick." and was
+    # told its answer was not in the lines)
+    rlm, srv = rlm_for([repl("print(search('Kofi Vogel'))"), "FINAL(KOFI VOGEL lives in Penwick.)", "FINAL(Brazil)"],
+                       sub=lambda p: "name", answer_check=True)
+    assert rlm.completion(home, "In which country does KOFI VOGEL live?").answer == "Brazil"
+    assert "Your answer 'Penwick' is what the context says about Kofi Vogel itself" in srv.root_requests()[2]["prompt"]
     # field search is not used to find the answer's lines: records where a field equals it are the same relation
     recs = [{"type": "employee", "name": f"P{i} Q", "team": "Garnet"} for i in range(6)] + [{"type": "team", "name": "Garnet", "manager": "Jade Varga"}]
     rlm, srv = rlm_for([repl("print([r for r in context if r['name'] == 'P3 Q'])"), "FINAL(Garnet)", "FINAL(Jade Varga)"],
@@ -1024,10 +1031,39 @@ def test_a_forced_answer_naming_the_questions_subject_gets_the_runners_hops(rlm_
     rlm, srv = rlm_for([loop, loop, loop, "FINAL(Lena Moreau)"], sub=reader, answer_check=True)
     result = rlm.completion(text, "Who manages the team that lena moreau works on?")
     assert result.stopped_by == "stuck_loop" and result.answer == "Gianni Berg" and result.confirmed is False
-    # a sentence naming the subject is left to the forced reader (on a needle question it holds the answer)
+    # a sentence naming the subject is not the subject: its new name is the first step, taken one further
+    # (dev-multihop-person_country-text: the 1.5B model's forced answer was "Yuki Grant lives in Lordale")
     lordale = "Yuki Grant moved to Lordale a few years ago.\nrain\nLordale is a city in France.\nAna Silva lives in Lordale.\n"
     rlm, srv = rlm_for([loop, loop, loop, "Yuki Grant lives in Lordale"], sub=reader, answer_check=True)
-    assert rlm.completion(lordale, "What country does yuki grant live in?").answer == "Lordale"  # the reader, from the runner's hits
+    assert rlm.completion(lordale, "What country does yuki grant live in?").answer == "France"
+    # ...and on a needle question, where nothing else is said of the sentence's value, the sentence goes to the reader
+    gate = "The Elm Clipper departs from gate F26.\nrain\nThe Oak Clipper departs from gate F26.\n"
+    rlm, srv = rlm_for([loop, loop, loop, "The Elm Clipper leaves from gate F26"], sub=lambda p: "F26" if p.startswith("Outputs") else "name",
+                       answer_check=True)
+    assert rlm.completion(gate, "What is the boarding gate of the Elm Clipper?").answer == "F26"
+
+
+def test_a_forced_first_step_answer_gets_the_runners_second_step(rlm_for: Any) -> None:
+    # Seen on the 1.5B model (dev-multihop-person_country-text): stuck after finding "Kofi Vogel's home is in
+    # Penwick.", its forced answer was Penwick; the next-step note had never come.
+    def reader(p: str) -> str:
+        if not p.startswith("Outputs of code run over the data"):
+            return "name"
+        return "Brazil" if "Penwick lies in Brazil" in p else "unknown"
+
+    loop = repl("print(len(context))")
+    text = ("Rain fell. Kofi Vogel's home is in Penwick. Ida Berg lives in Rome.\nAna Silva lives in Penwick.\n"
+            "Bo Lee lives in Penwick.\nThe city of Penwick lies in Brazil.\n")
+    rlm, srv = rlm_for([loop, loop, loop, "FINAL(Penwick)"], sub=reader, answer_check=True)
+    result = rlm.completion(text, "In which country does KOFI VOGEL live?")
+    assert result.stopped_by == "stuck_loop" and result.answer == "Brazil" and result.confirmed is False
+    read = [r["prompt"] for r in srv.sub_requests() if r["prompt"].startswith("Outputs of code run over the data")]
+    assert len(read) == 1 and "Kofi Vogel's home is in Penwick." in read[0] and "Ida Berg" not in read[0]  # the subject's sentence
+    # an answer the context says nothing else about stays (one step), as does one the reader cannot take further
+    rlm, srv = rlm_for([loop, loop, loop, "FINAL(Penwick)"], sub=reader, answer_check=True)
+    assert rlm.completion("Kofi Vogel lives in Penwick.\nrain\n", "Where does Kofi Vogel live?").answer == "Penwick"
+    rlm, srv = rlm_for([loop, loop, loop, "FINAL(Penwick)"], sub=lambda p: "name", answer_check=True)
+    assert rlm.completion(text, "In which country does KOFI VOGEL live?").answer == "Penwick"
 
 
 def test_the_same_reply_without_code_again_and_again_is_a_stuck_loop(rlm_for: Any) -> None:

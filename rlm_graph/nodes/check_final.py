@@ -126,6 +126,15 @@ def _new_names(query: str, answer: str) -> list[str]:
     return [n for n in _NAMES.findall(answer) if n.lower() not in query.lower()]
 
 
+def _step_value(query: str, answer: str) -> str | None:
+    """What a lookup's answer gives as a step: the answer itself (up to four words), or a sentence's
+    one new name ("Penwick" in "Kofi Vogel's home is in Penwick."); else None."""
+    if len(answer.split()) <= 4:
+        return answer.strip().strip("'\"`.") or None
+    names = _new_names(query, answer)
+    return names[0] if len(names) == 1 else None
+
+
 def _grounded(query: str, answer: str, lines: list[str]) -> bool:
     """True if ``answer`` is in one of ``lines``, or is a sentence whose new names all are: the 1.5B
     model answered "KOFI VOGEL lives in Penwick." after printing "Kofi Vogel's home is in Penwick."."""
@@ -384,13 +393,10 @@ def _next_hop(state: RLMState, ctx: RunSettings, answer: str) -> tuple[str | Non
     query = state.get("query", "")
     if _notes_with(state, prompts.NEXT_HOP_MARK) or not is_lookup(query):  # (a yes/no is not a lookup)
         return None, {}
-    if len(answer.split()) > 4:  # a sentence ("Kofi Vogel's home is in Penwick."): its one new name
-        names = _new_names(query, answer)
-        if len(names) != 1:
-            return None, {}
-        answer = names[0]
-    if re.fullmatch(r"[\d.,\s%$-]+", answer.strip()):
+    step = _step_value(query, answer)
+    if step is None or re.fullmatch(r"[\d.,\s%$-]+", step):
         return None, {}
+    answer = step
     found, charges = _peek_hits(state, ctx, answer.strip().strip("'\""))
     spent = _spent(charges)
     hop = next_hop_lines(query, answer, found) if found else None
@@ -685,11 +691,12 @@ def _forced_final(state: RLMState, ctx: RunSettings, limits: Limits, limit: str)
         if hopped is not None:  # (a reading of the context already: the reader below does not read it again)
             answer, read_by_runner = hopped, True
     elif (ctx.answer_check and lookup and limit not in _SPEND_LIMITS and answer and not non_answer(answer)
-          and len(answer.split()) <= 4 and not _notes_with(state, prompts.NEXT_HOP_MARK)):
-        # A forced answer that is the first of two steps ("Penwick" to "In which country does Kofi
-        # Vogel live?", the model stuck after finding "Kofi Vogel's home is in Penwick"), when the
-        # next-step note never came: the runner reads the next step, unconfirmed like any forced answer.
-        second, more = _second_step(state, ctx, answer.strip().strip("'\"`."))
+          and _step_value(query, answer) and not _notes_with(state, prompts.NEXT_HOP_MARK)):
+        # A forced answer that is the first of two steps ("Penwick", or "Yuki Grant lives in Lordale",
+        # to "In which country does Kofi Vogel live?"), when the next-step note never came: the runner
+        # reads the next step, unconfirmed like any forced answer. (A needle's value is said once, or
+        # said the same way of others: no next step, the answer stays.)
+        second, more = _second_step(state, ctx, _step_value(query, answer) or answer)
         if more.get("usage"):
             update["usage"] = add_usage(update.get("usage"), more["usage"])
         update.update({k: v for k, v in more.items() if k != "usage"})
