@@ -836,6 +836,13 @@ def test_a_judgement_question_looping_on_word_filters_is_sent_to_judge_and_answe
     result = rlm.completion(reviews, query)
     shown = srv.root_requests()[1]["prompt"]
     assert "is a collection of short texts" in shown and f"kept = judge(context, {query!r})" in shown and result.answer == "r12, r57"
+    # a name that matched nothing is a lookup's key, not a topic: no judge() note (test-needle-serial-records: told
+    # to judge() 178 posts after 'Fennel-compressor' matched nothing, the 1.5B model ran out of time)
+    for name in ("Fennel-compressor", "SN-48", "Elm Clipper"):
+        rlm, srv = rlm_for([repl(f"print([k for k, v in context.items() if {name!r} in v])"), "FINAL(r12)"], sub=sub)
+        rlm.completion(reviews, f"Which review mentions the {name}?")
+        shown = srv.root_requests()[1]["prompt"]
+        assert f"note: {name!r} does not occur" in shown and "short texts" not in shown
     # stuck on the filter: the loop note is the judge note with the ids cell, not a search
     rlm, srv = rlm_for([words, words, repl(f"kept = judge(context, {query!r})\nprint(list(kept))"), "FINAL(r12, r57)"], sub=sub, answer_check=True)
     result = rlm.completion(reviews, query)
