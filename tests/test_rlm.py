@@ -495,6 +495,18 @@ def test_a_search_of_two_field_values_returns_the_lines_with_both(rlm_for: Any) 
     assert result.answer == "10"
 
 
+def test_the_first_message_says_a_parsed_log_is_in_rows_with_its_keys_and_their_values(rlm_for: Any) -> None:
+    lines = [f'time=2024-03-01T00:00:{i % 60:02d}Z client=10.1.{i}.2 method={"GET" if i % 3 else "PUT"} path=/api/cart/{i} '
+             f'status={500 if i % 4 == 0 else 200} bytes={i * 500}' for i in range(60)]
+    rlm, srv = rlm_for([repl("print(sum(1 for r in rows if r['status'] >= 500 and r['method'] == 'PUT'))"), "FINAL(5)"])
+    result = rlm.completion(lines, "How many PUT requests failed with a 5xx status?")
+    first = srv.root_requests()[0]["prompt"]
+    assert ("It is a log whose lines have fields: the variable `rows` holds its 60 lines parsed, one dict per line with the keys "
+            "time, client, method, path, status, bytes") in first
+    assert "method (GET, PUT)" in first and "word 3" not in first  # the keys' values, not the words'
+    assert "\n5\n" in srv.root_requests()[1]["prompt"] and result.answer == "5"
+
+
 def test_a_count_that_forgets_a_field_the_question_names_goes_back_with_the_runners_count(rlm_for: Any) -> None:
     # Seen on the 1.5B model (dev-logs-level_service-list): search("error") found 418 errors of every
     # service and it answered 418 to "Count the errors logged by CATALOG"; 58 were Catalog's.

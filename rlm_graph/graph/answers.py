@@ -192,8 +192,9 @@ def field_terms(query: str, field_values: dict[str, list[str]] | None) -> list[s
     names |= {_norm(unit.group(1))} if unit else set()  # what is counted: "How many orders ..."
     for word in _WORD.findall(query):
         p = _norm(word)
-        hits = [(name, v) for name, values in field_values.items() for v in values
-                if len(_norm(str(v))) >= 3 and len(p) >= 3 and (_norm(str(v)).startswith(p) or p.startswith(_norm(str(v))))]
+        named = [(name, v, _norm(str(v).split("=", 1)[1] if "=" in str(v)[1:] else str(v))) for name, values in field_values.items() for v in values]
+        # (a key=value log's word names its value: "errors" is "level=error")
+        hits = [(name, v) for name, v, n in named if len(n) >= 3 and len(p) >= 3 and (n.startswith(p) or p.startswith(n))]
         if len(hits) == 1:
             if hits[0][0] in used:
                 return None

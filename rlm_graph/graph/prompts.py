@@ -382,7 +382,7 @@ def describe_context(meta: dict[str, Any]) -> str:
             sep = {",": "commas", "\t": "tabs", ";": "semicolons", "|": "bars"}.get(meta.get("separator", ","), "commas")
             text += f" It is a table: a header line with the columns {', '.join(meta['columns'])}, values separated by {sep}."
             text += _rows(meta).replace("the same table", "its rows, numbers parsed,")
-        return text + _fields(meta)
+        return text + _log(meta)
     if kind == "list":
         first = meta.get("chunk_lengths") or []
         extra = f" The first items' lengths: {first[:10]}." if first else ""
@@ -392,7 +392,7 @@ def describe_context(meta: dict[str, Any]) -> str:
         if meta.get("lists"):
             extra += _lists(meta["lists"], "lists by the key that names the list, already grouped for you: the variable "
                                            "`lists` maps each list's name to its items")
-        return f"a list of {length:,} items (iterate over it: `for item in context`).{extra}" + _fields(meta)
+        return f"a list of {length:,} items (iterate over it: `for item in context`).{extra}" + _log(meta)
     if kind == "dict":
         keys = ", ".join(meta.get("keys") or [])
         text = f"a dict with {length:,} keys ({keys})."
@@ -425,6 +425,18 @@ def _rows(meta: dict[str, Any]) -> str:
         return ""
     return (f" The variable `rows` holds the same table as a list of {n:,} dicts, one per row "
             "(rows[0]['<column>']): filter, count and add up over `rows`.")
+
+
+def _log(meta: dict[str, Any]) -> str:
+    """" It is a log: `rows` holds its lines parsed ..." (and the few values its keys take) when the
+    worker parsed the lines' fields, else the few values of the lines' words (see :func:`_fields`)."""
+    keys = meta.get("log_keys")
+    n = meta.get("rows")
+    if not keys or not isinstance(n, int) or n <= 0:
+        return _fields(meta)
+    return (f" It is a log whose lines have fields: the variable `rows` holds its {n:,} lines parsed, one dict per line "
+            f"with the keys {', '.join(str(k) for k in keys[:12])} (numbers parsed, e.g. rows[0]['{keys[0]}']): "
+            "filter and count over `rows`." + _fields({"field_values": meta.get("log_values")}))
 
 
 def _fields(meta: dict[str, Any]) -> str:

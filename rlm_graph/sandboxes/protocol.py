@@ -171,7 +171,7 @@ def _meta(meta: dict[str, Any]) -> dict[str, Any]:
     if isinstance(meta.get("keys"), list):
         out["keys"] = [safe_text(str(k)[:MAX_VAR_NAME]) for k in meta["keys"][:20]]
     # the layout facts (issue 14): short lists of short strings, nothing else
-    for key in ("columns", "item_keys"):
+    for key in ("columns", "item_keys", "log_keys"):
         if isinstance(meta.get(key), list):
             out[key] = [safe_text(str(k)[:MAX_VAR_NAME]) for k in meta[key][:30]]
     if meta.get("prose_items") is True:
@@ -186,7 +186,7 @@ def _meta(meta: dict[str, Any]) -> dict[str, Any]:
     if isinstance(lists, dict):  # the named lists the worker built: name -> item count
         out["lists"] = {safe_text(str(name)[:MAX_VAR_NAME]): n for name, n in list(lists.items())[:20]
                         if isinstance(n, int) and not isinstance(n, bool) and n >= 0}
-    for key in ("field_values", "json_values"):
+    for key in ("field_values", "json_values", "log_values"):
         fields = meta.get(key)
         if isinstance(fields, dict):
             out[key] = {

@@ -565,13 +565,19 @@ def _norm(s: str) -> str:
 _SEARCH_STOP = frozenset("a an the of in on at to for from by with and or lines line entries entry logged items records".split())
 
 
+def _value_part(v: str) -> str:
+    """A field value as it names something: "error" of "level=error" (a key=value log's word)."""
+    return v.split("=", 1)[1] if "=" in v[1:] else v
+
+
 def _field_of(word: str):
     """(field name, value) when ``word`` names exactly one value of one field, else None."""
     p = _norm(word)
     if len(p) < 3:
         return None
     for name, values in (_CONTEXT_SOURCE.get("fields") or {}).items():
-        match = [v for v in values if len(_norm(v)) >= 3 and (_norm(v).startswith(p) or p.startswith(_norm(v)))]
+        match = [v for v in values if len(_norm(_value_part(v))) >= 3
+                 and (_norm(_value_part(v)).startswith(p) or p.startswith(_norm(_value_part(v))))]
         if len(match) == 1:
             return name, match[0]
     return None
@@ -617,21 +623,31 @@ def _search_fields(pattern: str):
         rows = value
     else:
         return None
-    out = []
+    out, kept = [], []
     for row in rows:
         if not isinstance(row, (str, dict)):
             continue
         if all(_has(name, v, row, header) for name, v in conds):
             shown = row if isinstance(row, str) else str(row)
+            kept.append(shown)
             if all(r in shown.lower() for r in rest):
                 out.append(shown)
+    # a word the data never writes cannot pick lines ("come" in "How many WARNING lines come from
+    # SEARCH?", "service" where the data writes "search-api"): it is left out, and the note says so
+    absent = [r for r in rest if not any(r in shown.lower() for shown in kept) and _count(r, value if not isinstance(value, list)
+              else [x if isinstance(x, str) else str(x) for x in value], re.IGNORECASE, cap=1) == 0]
+    if not out and absent and kept:
+        out = [shown for shown in kept if all(r in shown.lower() for r in rest if r not in absent)]
+    else:
+        absent = []
     if not out:
         return None
     said = " and ".join("%s is %r" % (name if not name.startswith("word ") else name.replace("word", "word") + " of the line", v) for name, v in conds)
     plain = len(_find(re.compile(re.escape(pattern), re.IGNORECASE), value if not isinstance(value, list) else [r if isinstance(r, str) else str(r) for r in value], 150))
     unit = "records" if isinstance(value, list) and value and isinstance(value[0], dict) else "lines"
-    print("search(%r): the %d %s where %s (a field's value%s); %d %s contain the text %r itself: "
-          "search(%r, fields=False) returns those." % (pattern, len(out), unit, said, "s" if len(conds) > 1 else "", plain, unit, pattern, pattern))
+    left = " (%s: not in the data, left out)" % ", ".join(repr(r) for r in absent) if absent else ""
+    print("search(%r): the %d %s where %s (a field's value%s)%s; %d %s contain the text %r itself: "
+          "search(%r, fields=False) returns those." % (pattern, len(out), unit, said, "s" if len(conds) > 1 else "", left, plain, unit, pattern, pattern))
     return out
 
 
@@ -1508,11 +1524,21 @@ def _table_rows(value, meta: dict):
             keys = list(value)
             return [dict(zip(keys, vals)) for vals in zip(*value.values())]
         return None
+    if isinstance(value, list) and value and all(isinstance(x, str) for x in value[:200]):
+        logged = _log_rows(value)
+        if logged is not None:
+            meta["log_keys"] = list(logged[0])
+        return logged
     if not isinstance(value, str) or len(value) > _JSON_MAX:
         return None
     if meta.get("json") == "list":
         data = json.loads(value)
         return data if data and all(isinstance(x, dict) for x in data[:1000]) else None
+    if meta.get("columns") is None:
+        logged = _log_rows(value)
+        if logged is not None:
+            meta["log_keys"] = list(logged[0])
+            return logged
     sep = meta.get("separator")
     if meta.get("columns") and sep:
         reader = csv.reader(io.StringIO(value), delimiter=sep)
@@ -1525,6 +1551,55 @@ def _table_rows(value, meta: dict):
                 return None
         return out or None
     return None
+
+
+#: A web server's access log line (the Common and Combined Log Formats).
+_ACCESS_LINE = re.compile(r'^(\S+) \S+ (\S+) \[([^\]]+)\] "(\S+) (\S+)(?: [^"]*)?" (\d{3}) (\d+|-)(?: "([^"]*)" "([^"]*)")?\s*$')
+_ACCESS_KEYS = ("client", "user", "time", "method", "path", "status", "bytes", "referrer", "agent")
+#: A key=value pair of a logfmt line: level=error msg="disk full".
+_KV_PAIR = re.compile(r'([A-Za-z_][\w.-]*)=("(?:[^"\\]|\\.)*"|\S*)')
+
+
+def _log_line(line: str):
+    """One log line as a dict of its fields (numbers parsed), or None when it has no known layout:
+    an access log line (Common or Combined Log Format), or logfmt (two or more key=value pairs that
+    make up the line)."""
+    m = _ACCESS_LINE.match(line)
+    if m:
+        row = dict(zip(_ACCESS_KEYS, m.groups()))
+        if row["referrer"] is None:
+            del row["referrer"], row["agent"]
+        if row["user"] == "-":
+            del row["user"]
+        row["status"] = int(row["status"])
+        row["bytes"] = 0 if row["bytes"] == "-" else int(row["bytes"])
+        return row
+    pairs = _KV_PAIR.findall(line)
+    if len(pairs) >= 2 and sum(len(k) + len(v) + 1 for k, v in pairs) >= 0.8 * len(line.replace(" ", "")):
+        return {k: (v[1:-1] if v.startswith('"') and v.endswith('"') and len(v) >= 2 else _number(v)) for k, v in pairs}
+    return None
+
+
+def _log_rows(value):
+    """A log's lines parsed into dicts (see :func:`_log_line`) when nearly every line parses the same
+    way, else None. The 1.5B model counted "503" anywhere in an access log's lines (a byte count, a
+    path) and could not tell a status from a 5xx; `rows` gives it r['status'] as a number."""
+    lines = value.splitlines() if isinstance(value, str) else value
+    sample = [line for line in itertools.islice((x for x in lines if isinstance(x, str) and x.strip()), 200)]
+    if len(sample) < 20:
+        return None
+    parsed = [_log_line(line) for line in sample]
+    if sum(p is not None for p in parsed) < 0.95 * len(sample) or len({tuple(p) for p in parsed if p}) > 3:
+        return None
+    out = []
+    for line in lines:
+        if isinstance(line, str) and line.strip():
+            row = _log_line(line)
+            if row is not None:
+                out.append(row)
+                if len(out) * len(row) > _ROWS_MAX_CELLS:
+                    return None
+    return out or None
 
 
 #: A section title line: "=== Title ===", "==> file.txt <==" (head's multi-file form) or a markdown "# Title".
@@ -1811,9 +1886,15 @@ def main() -> None:
                 if table is not None:
                     _NS["rows"] = table
                     meta["rows"] = len(table)
-                    if not meta.get("columns"):  # JSON text or columns: search() returns whole records
+                    if not meta.get("columns") and not meta.get("log_keys"):  # JSON text or columns: search() returns whole records
                         _CONTEXT_SOURCE["records"] = table
-                    if not meta.get("field_values") and not meta.get("json_values"):
+                    if meta.get("log_keys"):
+                        # a parsed log's fields by their keys (level: info, error), as `rows` writes them
+                        items = table[:2000]
+                        fields = _few_values({str(k): [x.get(k) for x in items if isinstance(x.get(k), str)] for k in table[0]})
+                        if fields:
+                            meta["log_values"] = fields
+                    elif not meta.get("field_values") and not meta.get("json_values"):
                         # a dict of columns: the few values its text columns take, as for records
                         items = table[:2000]
                         fields = _few_values({str(k): [x.get(k) for x in items if isinstance(x.get(k), str)] for k in table[0]})

@@ -214,3 +214,45 @@ def test_search_over_a_dict_of_tables_returns_whole_entries_the_one_a_name_keys_
     out = run(session, 1, "hits = search('Yarholm')\nprint(len(hits))\nprint(hits[0])")
     assert out.stdout.split("\n")[:2] == ["42", "context['cities']['Yarholm']: {'country': 'Poland'}"]
     assert run(session, 2, "print(search('plain'))").stdout.strip() == "['note: plain']"  # other values: key: value
+
+
+def test_a_field_search_leaves_out_words_the_data_never_writes_and_reads_key_value_fields(sandbox: Start, tmp_path: Path) -> None:
+    # Seen on dev logs: search("WARNING INVENTORY come") and search("gateway service errors") found nothing,
+    # as "come" and "service" are in no line (the data writes "gateway-api[4064]:"); "level=error" was no
+    # field value of "errors".
+    lines = [f'ts=2024-03-01T00:00:{i % 60:02d}Z level={"error" if i % 3 == 0 else "info"} service={"gateway" if i % 2 else "auth"}-api '
+             f'msg="{"an error occurred" if i % 5 == 0 else "ok"}"' for i in range(60)]
+    session = _loaded(sandbox, tmp_path, "\n".join(lines))
+
+    def searched(cell: int, pattern: str) -> tuple[int, str]:
+        code = ("import contextlib, io\nb = io.StringIO()\nwith contextlib.redirect_stdout(b):\n"
+                f"    n = len(search({pattern!r}))\nprint(n)\nprint(b.getvalue().replace(chr(10), ' ')[:400])")
+        n, note = run(session, cell, code).stdout.split("\n", 1)
+        return int(n), note
+
+    n, note = searched(0, "errors come from the gateway service")
+    assert n == 10 and "'service=gateway-api' (a field's values) ('come': not in the data, left out)" in note
+    n, note = searched(1, "errors")
+    assert n == 20 and "'level=error' (a field's value);" in note  # the errors, not the 12 lines saying "error"
+    n, note = searched(2, "errors elsewhere")
+    assert n == 20 and "('elsewhere': not in the data, left out)" in note
+    assert searched(3, "errors occurred")[0] == 4  # a word the data holds still picks lines
+
+
+def test_an_access_log_or_a_logfmt_log_is_also_given_as_rows(sandbox: Start, tmp_path: Path) -> None:
+    # The 1.5B model counted "503" anywhere in an access log's lines (a byte count, a path id).
+    access = "\n".join(f'10.0.{i}.{i % 9} - - [01/Mar/2024:00:00:{i % 60:02d} +0000] "{"GET" if i % 2 else "POST"} /api/cart/{i}503 HTTP/1.1" '
+                       f'{503 if i % 7 == 0 else 200} {i * 503}' for i in range(70))
+    session = _loaded(sandbox, tmp_path, access)
+    meta = session.context_meta
+    assert meta["log_keys"] == ["client", "time", "method", "path", "status", "bytes"] and meta["rows"] == 70
+    assert meta["log_values"] == {"method": ["POST", "GET"]}
+    out = run(session, 0, "print(sum(1 for r in rows if r['status'] == 503), rows[0]['path'], rows[1]['bytes'])").stdout
+    assert out == "10 /api/cart/0503 503\n"
+    assert run(session, 1, "print(len(search('503')))").stdout.strip() == "70"  # search() still reads the lines
+    logfmt = "\n".join(f'ts=2024-03-01T00:00:{i % 60:02d}Z level={"error" if i % 3 == 0 else "info"} msg="took {i} ms"' for i in range(40))
+    meta = _loaded(sandbox, tmp_path, logfmt).context_meta
+    assert meta["log_keys"] == ["ts", "level", "msg"] and meta["log_values"] == {"level": ["info", "error"]}
+    # prose, a CSV table, a log of free-form lines: no log rows
+    for text in (LOG, "a,b\n" + "\n".join(f"{i},{i}" for i in range(40)), "\n".join(f"The day {i} was fine." for i in range(40))):
+        assert "log_keys" not in _loaded(sandbox, tmp_path, text).context_meta
