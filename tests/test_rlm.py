@@ -1083,6 +1083,14 @@ def test_a_forced_first_step_answer_gets_the_runners_second_step(rlm_for: Any) -
     assert rlm.completion("Kofi Vogel lives in Penwick.\nrain\n", "Where does Kofi Vogel live?").answer == "Penwick"
     rlm, srv = rlm_for([loop, loop, loop, "FINAL(Penwick)"], sub=lambda p: "name", answer_check=True)
     assert rlm.completion(text, "In which country does KOFI VOGEL live?").answer == "Penwick"
+    # the forced reader's answer is a first step too (test-multihop-person_country-dict: the forced reply was code,
+    # and the reader of the outputs said Holfield, the city)
+    def outputs_reader(p: str) -> str:
+        return "Penwick" if p.startswith("Outputs of code run over the data") and "lies in Brazil" not in p else reader(p)
+
+    rlm, srv = rlm_for([repl("print(search('Kofi Vogel'))")] * 3 + [repl("print(1)")], sub=outputs_reader, answer_check=True)
+    result = rlm.completion(text, "In which country does KOFI VOGEL live?")
+    assert result.stopped_by == "stuck_loop" and result.answer == "Brazil" and result.confirmed is False
 
 
 def test_the_same_reply_without_code_again_and_again_is_a_stuck_loop(rlm_for: Any) -> None:

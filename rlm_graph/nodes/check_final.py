@@ -690,18 +690,6 @@ def _forced_final(state: RLMState, ctx: RunSettings, limits: Limits, limit: str)
         update.update({k: v for k, v in more.items() if k != "usage"})
         if hopped is not None:  # (a reading of the context already: the reader below does not read it again)
             answer, read_by_runner = hopped, True
-    elif (ctx.answer_check and lookup and limit not in _SPEND_LIMITS and answer and not non_answer(answer)
-          and _step_value(query, answer) and not _notes_with(state, prompts.NEXT_HOP_MARK)):
-        # A forced answer that is the first of two steps ("Penwick", or "Yuki Grant lives in Lordale",
-        # to "In which country does Kofi Vogel live?"), when the next-step note never came: the runner
-        # reads the next step, unconfirmed like any forced answer. (A needle's value is said once, or
-        # said the same way of others: no next step, the answer stays.)
-        second, more = _second_step(state, ctx, _step_value(query, answer) or answer)
-        if more.get("usage"):
-            update["usage"] = add_usage(update.get("usage"), more["usage"])
-        update.update({k: v for k, v in more.items() if k != "usage"})
-        if second is not None:
-            answer, read_by_runner = second, True
     found, charges = None, Charges()
     if not read_by_runner and limit not in _SPEND_LIMITS and lookup and not _context_is_query(state) and (
             answer is None or non_answer(answer) or limit == "stuck_loop" or never_looked(query, _looked_at(state))):
@@ -720,6 +708,17 @@ def _forced_final(state: RLMState, ctx: RunSettings, limits: Limits, limit: str)
             answer = read
         if usage:
             update["usage"] = add_usage(update.get("usage"), usage)
+    if (not read_by_runner and ctx.answer_check and lookup and limit not in _SPEND_LIMITS and answer and not non_answer(answer)
+            and _step_value(query, answer) and not _notes_with(state, prompts.NEXT_HOP_MARK)):
+        # A forced answer (or the reader's) that is the first of two steps ("Penwick", or "Yuki Grant
+        # lives in Lordale", to "In which country does Kofi Vogel live?"), when the next-step note never
+        # came: the runner reads the next step, unconfirmed like any forced answer. (A needle's value is
+        # said once, or said the same way of others: no next step, the answer stays.)
+        second, more = _second_step(state, ctx, _step_value(query, answer) or answer)
+        if more.get("usage"):
+            update["usage"] = add_usage(update.get("usage"), more["usage"])
+        update.update({k: v for k, v in more.items() if k != "usage"})
+        answer = second or answer
     update.update({k: v for k, v in charges.update().items() if k not in ("budget_hit", "usage")})  # a replay the peek needed
     if charges.usage:
         update["usage"] = add_usage(update.get("usage"), charges.usage)
