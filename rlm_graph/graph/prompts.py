@@ -169,7 +169,8 @@ GROUNDING_NOTE = (
 #: Parts of the worker's notes on a cell's text filter that cannot match (sandboxes/worker.py, _audit):
 #: a literal with capitals against lower-cased text, or one the data spells with other capitals. (Not
 #: "does not occur as written": a count of something the data lacks is rightly 0.)
-FILTER_NOTE_MARKS = ("but is compared with lower-cased text", "with these capitals, only with others")
+FILTER_NOTE_MARKS = ("but is compared with lower-cased text", "with these capitals, only with others",
+                     "replaced `rows` with its own parse and found nothing")
 
 FILTER_FAILED_NOTE = (
     "Your answer {answer} comes from code whose filter cannot match: the notes under its output say why. "

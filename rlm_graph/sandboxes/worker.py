@@ -779,7 +779,7 @@ def _audit(code: str, stdout: str, error=None, skip=()) -> list:
         tree = ast.parse(code)
     except (SyntaxError, ValueError):
         return []
-    notes, literals = _helper_keys(tree) + _column_as_rows(tree, error), []
+    notes, literals = _helper_keys(tree) + _column_as_rows(tree, error) + _rows_replaced(tree, stdout), []
     # a cell that asks a model compares replies ("yes"), not the data: only its `in` tests are read
     asks = re.search(r"\b(?:llm_query|llm_query_batched|rlm_query|rlm_query_batched|judge|classify)\(", code) is not None
     for lit, lowered in _filter_literals(tree, with_fields=not asks):
@@ -988,6 +988,26 @@ def _helper_keys(tree) -> list:
             if note not in notes:
                 notes.append(note)
     return notes
+
+
+def _rows_replaced(tree, stdout: str) -> list:
+    """A note when the cell assigned its own `rows` over the table the worker parsed and found nothing;
+    `rows` is put back. Seen on the 1.5B model (dev-logs-status-text): told `rows` holds an access log's
+    lines parsed, it wrote ``rows = [dict(zip(keys, line.split())) ...]`` (the method under 'client',
+    a date under 'method'), counted 0 and answered 0."""
+    table = _CONTEXT_SOURCE.get("rows")
+    if table is None or not table or not _found_nothing(stdout) or _NS.get("rows") is table:
+        return []
+    assigned = any(isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign))
+                   and any(isinstance(t, ast.Name) and t.id == "rows" for t in (node.targets if isinstance(node, ast.Assign) else [node.target]))
+                   for node in tree.body)
+    if not assigned:
+        return []
+    _NS["rows"] = table
+    keys = ", ".join(str(k) for k in list(table[0])[:12]) if isinstance(table[0], dict) else ""
+    return ["note: your cell replaced `rows` with its own parse and found nothing, but `rows` already held the "
+            "context parsed, %s dicts with the keys %s (numbers parsed): it holds them again. Filter `rows` as it "
+            "is, without parsing the text." % (format(len(table), ","), keys)]
 
 
 def _column_as_rows(tree, error) -> list:

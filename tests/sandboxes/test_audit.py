@@ -256,3 +256,19 @@ def test_an_access_log_or_a_logfmt_log_is_also_given_as_rows(sandbox: Start, tmp
     # prose, a CSV table, a log of free-form lines: no log rows
     for text in (LOG, "a,b\n" + "\n".join(f"{i},{i}" for i in range(40)), "\n".join(f"The day {i} was fine." for i in range(40))):
         assert "log_keys" not in _loaded(sandbox, tmp_path, text).context_meta
+
+
+def test_a_cell_that_replaces_the_parsed_rows_and_finds_nothing_gets_them_back(sandbox: Start, tmp_path: Path) -> None:
+    # Seen on the 1.5B model (dev-logs-status-text): it parsed the access log itself over `rows` (a date under
+    # 'method'), counted 0 and answered 0.
+    access = "\n".join(f'10.0.{i}.1 - - [01/Mar/2024:00:00:{i % 60:02d} +0000] "GET /api/cart/{i} HTTP/1.1" {500 if i % 5 == 0 else 200} {i}'
+                       for i in range(50))
+    session = _loaded(sandbox, tmp_path, access)
+    out = run(session, 0, "rows = [dict(zip(['client', 'time', 'method'], line.split())) for line in context.splitlines()]\n"
+                          "print(len([r for r in rows if r['method'] == 'GET']))")
+    assert out.stdout.strip() == "0" and "replaced `rows` with its own parse and found nothing" in out.stderr
+    assert run(session, 1, "print(sum(1 for r in rows if r['status'] >= 500))").stdout.strip() == "10"  # the parsed rows again
+    # a cell that builds its own rows and finds something keeps them
+    out = run(session, 2, "rows = [line.split() for line in context.splitlines()]\nprint(len(rows))")
+    assert out.stdout.strip() == "50" and "replaced" not in out.stderr
+    assert run(session, 3, "print(rows[0][0])").stdout.strip() == "10.0.0.1"
