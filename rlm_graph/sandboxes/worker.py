@@ -589,7 +589,7 @@ def _has(name: str, v: str, row, header) -> bool:
         return row.get(name) == v
     if name.startswith("word ") and name[5:].isdigit():
         pos = int(name[5:]) - 1
-        return row.split()[pos:pos + 1] == [v]
+        return [_field_word(w) for w in row.split()[pos:pos + 1]] == [v]
     if header and name in header:
         col = header.index(name)
         return [c.strip() for c in row.split(_CONTEXT_SOURCE.get("separator") or ",")][col:col + 1] == [v]
@@ -1682,6 +1682,16 @@ def _few_values(columns: dict) -> dict:
     return out
 
 
+#: A process id after a program's name, as syslog writes it: "gateway-api[4008]:".
+_PID = re.compile(r"\[\d+\]:?$")
+
+
+def _field_word(word: str) -> str:
+    """A line's word as a field value: "gateway-api" of "gateway-api[4008]:" (the pid differs on
+    every line, so a syslog's program was no field; dev-logs-level_service-list), else as written."""
+    return _PID.sub("", word)
+
+
 def _word_fields(lines: list) -> dict:
     """Positions of the lines' leading words that take a few values: ``{"word 2": ["INFO", "WARN"]}``.
 
@@ -1695,7 +1705,7 @@ def _word_fields(lines: list) -> dict:
         for line in lines:
             words = line.split()
             if len(words) > pos:
-                vals.append(words[pos])
+                vals.append(_field_word(words[pos]))
         if len(vals) >= 0.9 * len(lines) and all(any(c.isalpha() for c in v) for v in vals[:200]):
             distinct = set(vals)
             # prose starts with "The", "I", "What": a field's values are labels, not sentence words
