@@ -507,6 +507,16 @@ def test_the_first_message_says_a_parsed_log_is_in_rows_with_its_keys_and_their_
     assert "\n5\n" in srv.root_requests()[1]["prompt"] and result.answer == "5"
 
 
+def test_a_zero_from_a_number_field_compared_with_text_goes_back(rlm_for: Any) -> None:
+    # Seen on the 1.5B model over a parsed access log: row['status'] == '503' counted 0 and it answered 0.
+    lines = [f'10.0.{i}.1 - - [01/Mar/2024:00:00:{i % 60:02d} +0000] "GET /x HTTP/1.1" {503 if i % 5 == 0 else 200} {i}' for i in range(50)]
+    rlm, srv = rlm_for([repl("print(len([r for r in rows if r['status'] == '503']))"), "FINAL(0)",
+                        repl("print(len([r for r in rows if r['status'] == 503]))"), "FINAL(10)"], answer_check=True, sub=lambda p: "number")
+    result = rlm.completion("\n".join(lines), "How many requests returned status 503?")
+    assert "Your answer 0 comes from code whose filter cannot match" in srv.root_requests()[2]["prompt"]
+    assert result.answer == "10" and result.confirmed is True
+
+
 def test_a_count_that_forgets_a_field_the_question_names_goes_back_with_the_runners_count(rlm_for: Any) -> None:
     # Seen on the 1.5B model (dev-logs-level_service-list): search("error") found 418 errors of every
     # service and it answered 418 to "Count the errors logged by CATALOG"; 58 were Catalog's.

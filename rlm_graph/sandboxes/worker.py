@@ -779,7 +779,7 @@ def _audit(code: str, stdout: str, error=None, skip=()) -> list:
         tree = ast.parse(code)
     except (SyntaxError, ValueError):
         return []
-    notes, literals = _helper_keys(tree) + _column_as_rows(tree, error) + _rows_replaced(tree, stdout), []
+    notes, literals = _helper_keys(tree) + _column_as_rows(tree, error) + _rows_replaced(tree, stdout) + _typed_literals(tree, stdout), []
     # a cell that asks a model compares replies ("yes"), not the data: only its `in` tests are read
     asks = re.search(r"\b(?:llm_query|llm_query_batched|rlm_query|rlm_query_batched|judge|classify)\(", code) is not None
     for lit, lowered in _filter_literals(tree, with_fields=not asks):
@@ -1008,6 +1008,38 @@ def _rows_replaced(tree, stdout: str) -> list:
     return ["note: your cell replaced `rows` with its own parse and found nothing, but `rows` already held the "
             "context parsed, %s dicts with the keys %s (numbers parsed): it holds them again. Filter `rows` as it "
             "is, without parsing the text." % (format(len(table), ","), keys)]
+
+
+def _typed_literals(tree, stdout: str) -> list:
+    """A note when the cell compared a record field that holds numbers with a text of digits
+    (``row['status'] == '503'``), or one that holds text with a number, and found nothing. Seen on
+    the 1.5B model over a parsed access log: it counted 0 requests with status '503' and answered 0."""
+    if not _found_nothing(stdout):
+        return []
+    table = _NS.get("rows") if isinstance(_NS.get("rows"), list) else _NS.get("context")
+    if not isinstance(table, list) or not table or not isinstance(table[0], dict):
+        return []
+    notes = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Compare) or len(node.ops) != 1 or not isinstance(node.ops[0], (ast.Eq, ast.NotEq)):
+            continue
+        for field, lit in ((node.left, node.comparators[0]), (node.comparators[0], node.left)):
+            if not (isinstance(field, ast.Subscript) and _str_const(field.slice) and isinstance(lit, ast.Constant)):
+                continue
+            key = field.slice.value
+            value = next((r.get(key) for r in itertools.islice(table, 200) if isinstance(r, dict) and r.get(key) is not None), None)
+            number = isinstance(value, (int, float)) and not isinstance(value, bool)
+            if number and isinstance(lit.value, str) and isinstance(_number(lit.value.strip()), (int, float)):
+                note = ("note: %r holds numbers (e.g. %r), not text: compare it with %s, not %r; the filter never matched."
+                        % (key, value, lit.value.strip(), lit.value))
+            elif isinstance(value, str) and isinstance(lit.value, (int, float)) and not isinstance(lit.value, bool):
+                note = ("note: %r holds text (e.g. %r), not numbers: compare it with %r, not %r; the filter never matched."
+                        % (key, value, str(lit.value), lit.value))
+            else:
+                continue
+            if note not in notes:
+                notes.append(note)
+    return notes[:2]
 
 
 def _column_as_rows(tree, error) -> list:

@@ -272,3 +272,15 @@ def test_a_cell_that_replaces_the_parsed_rows_and_finds_nothing_gets_them_back(s
     out = run(session, 2, "rows = [line.split() for line in context.splitlines()]\nprint(len(rows))")
     assert out.stdout.strip() == "50" and "replaced" not in out.stderr
     assert run(session, 3, "print(rows[0][0])").stdout.strip() == "10.0.0.1"
+
+
+def test_a_number_field_compared_with_a_text_of_digits_gets_a_note_when_nothing_matched(sandbox: Start, tmp_path: Path) -> None:
+    # Seen on the 1.5B model over a parsed access log: row['status'] == '503' counted 0 and it answered 0.
+    records = [{"status": 503 if i % 4 == 0 else 200, "method": "GET" if i % 2 else "PUT"} for i in range(40)]
+    session = _loaded(sandbox, tmp_path, json.dumps(records), "json")
+    out = run(session, 0, "print(len([r for r in context if r['status'] == '503']))")
+    assert out.stdout.strip() == "0" and "'status' holds numbers (e.g. 503), not text: compare it with 503, not '503'" in out.stderr
+    out = run(session, 1, "print(len([r for r in context if r['method'] == 1]))")
+    assert "'method' holds text (e.g. 'PUT'), not numbers" in out.stderr
+    out = run(session, 2, "print(len([r for r in context if r['status'] == 503]))")  # written right: no note
+    assert out.stdout.strip() == "10" and "holds" not in out.stderr
