@@ -129,7 +129,7 @@ HELPER_MARKERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("runner's label counts over the context (a loop on a question that lists labels)", ("The runner asked the model which label fits each",)),
     ("a log's lines given as rows (access log, logfmt)", ("It is a log whose lines have fields",)),
     ("field search leaving out words the data never writes", ("not in the data, left out)",)),
-    ("own parse over `rows` that found nothing: rows given back", ("replaced `rows` with its own parse",)),
+    ("own parse over `rows` that found nothing: rows given back", ("builds its own `rows` and found nothing",)),
     ("a number field compared with text (or text with a number): note", ("not text: compare it with", "not numbers: compare it with")),
     ("next-step reading offered (the sub-model read the next step's lines)", ("Read with the question, these lines give",)),
 )

@@ -991,12 +991,12 @@ def _helper_keys(tree) -> list:
 
 
 def _rows_replaced(tree, stdout: str) -> list:
-    """A note when the cell assigned its own `rows` over the table the worker parsed and found nothing;
-    `rows` is put back. Seen on the 1.5B model (dev-logs-status-text): told `rows` holds an access log's
+    """A note when the cell assigns its own `rows` over the table the worker parsed and finds nothing
+    (or fails); `rows` is put back. Seen on the 1.5B model (dev-logs-status-text): told `rows` holds an access log's
     lines parsed, it wrote ``rows = [dict(zip(keys, line.split())) ...]`` (the method under 'client',
     a date under 'method'), counted 0 and answered 0."""
     table = _CONTEXT_SOURCE.get("rows")
-    if table is None or not table or not _found_nothing(stdout) or _NS.get("rows") is table:
+    if table is None or not table or not _found_nothing(stdout):
         return []
     assigned = any(isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign))
                    and any(isinstance(t, ast.Name) and t.id == "rows" for t in (node.targets if isinstance(node, ast.Assign) else [node.target]))
@@ -1005,9 +1005,9 @@ def _rows_replaced(tree, stdout: str) -> list:
         return []
     _NS["rows"] = table
     keys = ", ".join(str(k) for k in list(table[0])[:12]) if isinstance(table[0], dict) else ""
-    return ["note: your cell replaced `rows` with its own parse and found nothing, but `rows` already held the "
-            "context parsed, %s dicts with the keys %s (numbers parsed): it holds them again. Filter `rows` as it "
-            "is, without parsing the text." % (format(len(table), ","), keys)]
+    return ["note: your cell builds its own `rows` and found nothing, but `rows` already held the context parsed, "
+            "%s dicts with the keys %s (numbers parsed): it holds them now. Filter `rows` as it is, without "
+            "parsing the text." % (format(len(table), ","), keys)]
 
 
 def _typed_literals(tree, stdout: str) -> list:
