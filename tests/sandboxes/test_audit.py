@@ -272,6 +272,10 @@ def test_a_cell_that_replaces_the_parsed_rows_and_finds_nothing_gets_them_back(s
     out = run(session, 2, "rows = [line.split() for line in context.splitlines()]\nprint(len(rows))")
     assert out.stdout.strip() == "50" and "builds its own" not in out.stderr
     assert run(session, 3, "print(rows[0][0])").stdout.strip() == "10.0.0.1"
+    # a parse that fails gets the note too (the 1.5B model wrote rows = [dict(line.split()) ...] three times)
+    out = run(session, 4, "rows = [dict(line.split()) for line in context.splitlines()]\nprint(len(rows))")
+    assert "builds its own `rows` and found nothing" in out.stderr and out.error
+    assert run(session, 5, "print(sum(1 for r in rows if r['status'] >= 500))").stdout.strip() == "10"
 
 
 def test_a_number_field_compared_with_a_text_of_digits_gets_a_note_when_nothing_matched(sandbox: Start, tmp_path: Path) -> None:
@@ -284,7 +288,3 @@ def test_a_number_field_compared_with_a_text_of_digits_gets_a_note_when_nothing_
     assert "'method' holds text (e.g. 'PUT'), not numbers" in out.stderr
     out = run(session, 2, "print(len([r for r in context if r['status'] == 503]))")  # written right: no note
     assert out.stdout.strip() == "10" and "holds" not in out.stderr
-    # a parse that fails gets the note too (the 1.5B model wrote rows = [dict(line.split()) ...] three times)
-    out = run(session, 4, "rows = [dict(line.split()) for line in context.splitlines()]\nprint(len(rows))")
-    assert "builds its own `rows` and found nothing" in out.stderr and out.error
-    assert run(session, 5, "print(sum(1 for r in rows if r['status'] >= 500))").stdout.strip() == "10"
