@@ -190,10 +190,10 @@ def field_terms(query: str, field_values: dict[str, list[str]] | None) -> list[s
     names = {_norm(name) for name in field_values}  # "region" in "orders in region east" names a field
     unit = re.search(r"\b(?:how many|number of|count(?: the| of)?)\s+([a-z]+)", query, re.IGNORECASE)
     names |= {_norm(unit.group(1))} if unit else set()  # what is counted: "How many orders ..."
+    # (a key=value log's word names its value: "errors" is "level=error")
+    named = [(name, v, _norm(str(v).split("=", 1)[1] if "=" in str(v)[1:] else str(v))) for name, values in field_values.items() for v in values]
     for word in _WORD.findall(query):
         p = _norm(word)
-        named = [(name, v, _norm(str(v).split("=", 1)[1] if "=" in str(v)[1:] else str(v))) for name, values in field_values.items() for v in values]
-        # (a key=value log's word names its value: "errors" is "level=error")
         hits = [(name, v) for name, v, n in named if len(n) >= 3 and len(p) >= 3 and (n.startswith(p) or p.startswith(n))]
         if len(hits) == 1:
             if hits[0][0] in used:

@@ -634,8 +634,8 @@ def _search_fields(pattern: str):
                 out.append(shown)
     # a word the data never writes cannot pick lines ("come" in "How many WARNING lines come from
     # SEARCH?", "service" where the data writes "search-api"): it is left out, and the note says so
-    absent = [r for r in rest if not any(r in shown.lower() for shown in kept) and _count(r, value if not isinstance(value, list)
-              else [x if isinstance(x, str) else str(x) for x in value], re.IGNORECASE, cap=1) == 0]
+    texts = value if not isinstance(value, list) else [r if isinstance(r, str) else str(r) for r in value]
+    absent = [r for r in rest if not any(r in shown.lower() for shown in kept) and _count(r, texts, re.IGNORECASE, cap=1) == 0]
     if not out and absent and kept:
         out = [shown for shown in kept if all(r in shown.lower() for r in rest if r not in absent)]
     else:
@@ -643,7 +643,7 @@ def _search_fields(pattern: str):
     if not out:
         return None
     said = " and ".join("%s is %r" % (name if not name.startswith("word ") else name.replace("word", "word") + " of the line", v) for name, v in conds)
-    plain = len(_find(re.compile(re.escape(pattern), re.IGNORECASE), value if not isinstance(value, list) else [r if isinstance(r, str) else str(r) for r in value], 150))
+    plain = len(_find(re.compile(re.escape(pattern), re.IGNORECASE), texts, 150))
     unit = "records" if isinstance(value, list) and value and isinstance(value[0], dict) else "lines"
     left = " (%s: not in the data, left out)" % ", ".join(repr(r) for r in absent) if absent else ""
     print("search(%r): the %d %s where %s (a field's value%s)%s; %d %s contain the text %r itself: "
@@ -1577,19 +1577,15 @@ def _table_rows(value, meta: dict):
             return [dict(zip(keys, vals)) for vals in zip(*value.values())]
         return None
     if isinstance(value, list) and value and all(isinstance(x, str) for x in value[:200]):
-        logged = _log_rows(value)
-        if logged is not None:
-            meta["log_keys"] = list(logged[0])
-        return logged
+        return _log_rows(value, meta)
     if not isinstance(value, str) or len(value) > _JSON_MAX:
         return None
     if meta.get("json") == "list":
         data = json.loads(value)
         return data if data and all(isinstance(x, dict) for x in data[:1000]) else None
     if meta.get("columns") is None:
-        logged = _log_rows(value)
+        logged = _log_rows(value, meta)
         if logged is not None:
-            meta["log_keys"] = list(logged[0])
             return logged
     sep = meta.get("separator")
     if meta.get("columns") and sep:
@@ -1632,9 +1628,9 @@ def _log_line(line: str):
     return None
 
 
-def _log_rows(value):
+def _log_rows(value, meta: dict):
     """A log's lines parsed into dicts (see :func:`_log_line`) when nearly every line parses the same
-    way, else None. The 1.5B model counted "503" anywhere in an access log's lines (a byte count, a
+    way (their keys go into ``meta["log_keys"]``), else None. The 1.5B model counted "503" anywhere in an access log's lines (a byte count, a
     path) and could not tell a status from a 5xx; `rows` gives it r['status'] as a number."""
     lines = value.splitlines() if isinstance(value, str) else value
     sample = [line for line in itertools.islice((x for x in lines if isinstance(x, str) and x.strip()), 200)]
@@ -1651,6 +1647,8 @@ def _log_rows(value):
                 out.append(row)
                 if len(out) * len(row) > _ROWS_MAX_CELLS:
                     return None
+    if out:
+        meta["log_keys"] = list(out[0])
     return out or None
 
 
@@ -1950,18 +1948,14 @@ def main() -> None:
                     meta["rows"] = len(table)
                     if not meta.get("columns") and not meta.get("log_keys"):  # JSON text or columns: search() returns whole records
                         _CONTEXT_SOURCE["records"] = table
-                    if meta.get("log_keys"):
-                        # a parsed log's fields by their keys (level: info, error), as `rows` writes them
+                    # a parsed log's fields by their keys (level: info, error), as `rows` writes them; a dict
+                    # of columns: the few values its text columns take, as for records
+                    key = "log_values" if meta.get("log_keys") else "field_values"
+                    if key == "log_values" or (not meta.get("field_values") and not meta.get("json_values")):
                         items = table[:2000]
                         fields = _few_values({str(k): [x.get(k) for x in items if isinstance(x.get(k), str)] for k in table[0]})
                         if fields:
-                            meta["log_values"] = fields
-                    elif not meta.get("field_values") and not meta.get("json_values"):
-                        # a dict of columns: the few values its text columns take, as for records
-                        items = table[:2000]
-                        fields = _few_values({str(k): [x.get(k) for x in items if isinstance(x.get(k), str)] for k in table[0]})
-                        if fields:
-                            meta["field_values"] = fields
+                            meta[key] = fields
                 _NS.pop("lists", None)
                 try:
                     named = None if table is not None else _named_lists(value)
