@@ -345,6 +345,26 @@ def test_a_forced_answer_leaves_out_the_runner_notes_the_model_pasted(rlm_for: A
     assert result.answer == "2"  # not the pasted note: the sub-model read the outputs
 
 
+def test_a_list_answer_whose_items_the_output_printed_is_grounded(rlm_for: Any) -> None:
+    # The 1.5B model printed the items both lists hold, one per line under a heading, then answered
+    # FINAL(common) (a set's repr): its items are in the output, though not on the heading's line.
+    text = "=== East ===\nSKU-1\nSKU-2\nSKU-3\n\n=== West ===\nSKU-2\nSKU-3\nSKU-4\n"
+    cell = repl("common = set(lists['East']) & set(lists['West'])\nprint('Items in both East and West:')\nfor x in sorted(common):\n    print(x)")
+    rlm, srv = rlm_for([cell, "FINAL_VAR(common)"], sub=lambda p: "list", answer_check=True)
+    result = rlm.completion(text, "Which items are in both the East and the West list?")
+    assert result.stopped_by == "final" and sorted(result.answer.strip("{}").replace("'", "").split(", ")) == ["SKU-2", "SKU-3"]
+    assert len(srv.root_requests()) == 2
+    # an item the output never showed still goes back
+    rlm, srv = rlm_for([cell, "FINAL(SKU-2, SKU-9)", "FINAL(SKU-2, SKU-3)"], sub=lambda p: "list", answer_check=True)
+    assert rlm.completion(text, "Which items are in both the East and the West list?").answer == "SKU-2, SKU-3"
+    assert "is not in the output lines that name what the question asks about" in srv.root_requests()[2]["prompt"]
+
+
+def test_final_written_final_in_code_is_final(rlm_for: Any) -> None:
+    rlm, _ = rlm_for([repl("x = [1, 2]\nprint(x)"), repl("Final(x)")])
+    assert rlm.completion("ctx", "Which numbers?").answer == "[1, 2]"
+
+
 def test_forced_final_reads_a_final_written_in_code(rlm_for: Any) -> None:
     rlm, _ = rlm_for([repl("x = 5\nprint(x)"), repl("print(6)"), repl("FINAL(x)")], max_iterations=2)
     result = rlm.completion("ctx", "q")

@@ -144,6 +144,21 @@ def _grounded(query: str, answer: str, lines: list[str]) -> bool:
     return bool(names) and all(any(_token_in(n, line) for line in lines) for n in names)
 
 
+_ITEM_SPLIT = re.compile(r"\s*[,;\n]\s*")
+
+
+def _items_seen(answer: str, seen: str) -> bool:
+    """True if ``answer`` is a list of two or more items ("a, b", "['a', 'b']", "{'a', 'b'}") each of
+    which the output shows. A lookup's grounding lines name the question's words; the items of a list
+    answer are printed on lines of their own (the 1.5B model printed the six SKUs both warehouses
+    stock, answered FINAL(common_items), and was told its answer was not in the output)."""
+    inner = answer.strip()
+    if inner[:1] in "[{(" and inner[-1:] in "]})":
+        inner = inner[1:-1]
+    items = [x.strip().strip("'\"") for x in _ITEM_SPLIT.split(inner) if x.strip().strip("'\"")]
+    return len(items) >= 2 and all(_token_in(x, seen) for x in items)
+
+
 def _looked_at(state: RLMState) -> str:
     """The code the model ran and what it printed (not the runner's notes: the model did not look)."""
     cells = state.get("cells") or []
@@ -260,7 +275,8 @@ def check_final(state: RLMState, runtime: Runtime[RLMContext], *, defaults: Bind
         wandered = never_looked(state.get("query", ""), _looked_at(state)) if looks and not _token_in(answer, _runner_said(state)) else None
         said = _runner_lines(state)  # the runner's hits count as lines the model read; "finds 4:" does not
         grounding = grounding_lines(state.get("query", ""), _seen_text(state) + "\n" + said) if looks and not wandered else None
-        if grounding and not _grounded(state.get("query", ""), answer, grounding) and not _token_in(answer, said):
+        if (grounding and not _grounded(state.get("query", ""), answer, grounding) and not _token_in(answer, said)
+                and not _items_seen(answer, _seen_text(state))):
             # The 1.5B model printed "The Elm Clipper departs from gate F26." and answered 1.
             terms = key_terms(state.get("query", ""), 4)
             shown = "\n".join("  " + part for line in grounding[:8] for part in snippets(line, terms))[:3000]

@@ -61,6 +61,7 @@ _RESERVED = (
     "rlm_query_batched",
     "FINAL",
     "FINAL_VAR",
+    "Final",
     "SHOW_VARS",
     "search",
     "judge",
@@ -1135,6 +1136,63 @@ def _loops_over_rows(tree) -> tuple:
     return tree, notes
 
 
+#: The notes of this cell's own `rows = ...` / `lists = ...` that failed (see _kept_helpers).
+_KEPT_NOTES: list = []
+
+
+def _rlm_kept(name: str, exc):
+    """The runner's `rows` or `lists`, in place of the cell's own assignment (that raised ``exc``, if not None)."""
+    kept = _CONTEXT_SOURCE.get(name)
+    if exc is None:
+        return kept
+    if name == "lists":
+        shown = ", ".join("%r (%s lines)" % (k, format(len(v), ",")) for k, v in itertools.islice(kept.items(), 6))
+        what, use = "the sections the runner split from the text, by title: %s" % shown, "Use lists[<title>] as it is."
+    else:
+        keys = ", ".join(str(k) for k in list(kept[0])[:12]) if isinstance(kept[0], dict) else ""
+        what = "the context parsed, %s dicts with the keys %s (numbers parsed)" % (format(len(kept), ","), keys)
+        use = "Filter `rows` as it is."
+    note = ("note: your own `%s = ...` failed (%s: %s), so `%s` still holds %s, and the rest of the cell ran with it. %s"
+            % (name, type(exc).__name__, _short(str(exc), 80), name, what, use))
+    if note not in _KEPT_NOTES:
+        _KEPT_NOTES.append(note)
+    return kept
+
+
+def _kept_helpers(tree) -> None:
+    """Wrap each top-level ``rows = ...`` / ``lists = ...`` of the cell so that, if it raises, the name
+    keeps the runner's parsed value (with a note) and the cell goes on. The 1.5B model, told `lists`
+    holds a text's titled sections, rebuilt it with ``context.split('=== West ===')[2]``, got an
+    IndexError, and sent the same cell until the loop guard stopped it; the lines after the
+    assignment (set(lists['East']) & set(lists['West'])) were right."""
+    _KEPT_NOTES.clear()
+    names = {n for n in ("rows", "lists") if _CONTEXT_SOURCE.get(n)}
+    if not names:
+        return
+    body = []
+    for stmt in tree.body:
+        if (isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and isinstance(stmt.targets[0], ast.Name)
+                and stmt.targets[0].id in names):
+            name = stmt.targets[0].id
+            kept = _CONTEXT_SOURCE[name]
+            if (name == "lists" and isinstance(stmt.value, ast.Dict) and stmt.value.keys
+                    and all(_str_const(k) and kept.resolve(k.value) is not None for k in stmt.value.keys)):
+                # its own split of the sections the runner split already (by lines it counted, by a
+                # title's text): the names are the runner's, so are the lists
+                _KEPT_NOTES.append("note: `lists` already held the sections %s, split by the runner, so your cell's "
+                                   "own `lists = {...}` was skipped and the rest of the cell ran with the runner's."
+                                   % ", ".join(repr(kept.resolve(k.value)) for k in stmt.value.keys))
+                body.append(ast.copy_location(ast.parse("lists = _rlm_kept('lists', None)").body[0], stmt))
+                continue
+            handler = ast.parse("try:\n    pass\nexcept Exception as _rlm_exc:\n    %s = _rlm_kept(%r, _rlm_exc)\n" % (name, name)).body[0]
+            handler.body = [stmt]
+            stmt = ast.copy_location(handler, stmt)
+        body.append(stmt)
+    tree.body = body
+    ast.fix_missing_locations(tree)
+    _NS["_rlm_kept"] = _rlm_kept
+
+
 def _key_written_otherwise(exc) -> str:
     """A note for a KeyError whose key the context's dicts hold in other capitals or spacing
     (``context['people']['GIANNI S. PETROV']`` where the data has 'Gianni S. Petrov'): the question
@@ -1186,6 +1244,8 @@ _FUNCS = {
     "rlm_query_batched": rlm_query_batched,
     "FINAL": FINAL,
     "FINAL_VAR": FINAL_VAR,
+    # the 1.5B model wrote Final(absent_items) after printing the right items, and got a NameError
+    "Final": FINAL,
     "SHOW_VARS": SHOW_VARS,
     "search": search,
     "judge": judge,
@@ -1652,25 +1712,71 @@ def _log_rows(value, meta: dict):
     return out or None
 
 
-#: A section title line: "=== Title ===", "==> file.txt <==" (head's multi-file form) or a markdown "# Title".
-_SECTION = re.compile(r"^(?:={2,}>?\s*(.+?)\s*<?={2,}|#{1,3}\s+(.+?)\s*#*)\s*$")
+#: A section title line: "=== Title ===", "==> file.txt <==" (head's multi-file form), a markdown "# Title",
+#: "--- file: east.txt ---" or "--- Title ---" (its "file:" dropped).
+_SECTION = re.compile(r"^(?:={2,}>?\s*(.+?)\s*<?={2,}|#{1,3}\s+(.+?)\s*#*|-{3,}\s*(?:file:\s*)?(.*?\w.*?)\s*-{3,})\s*$")
+#: A "Title:" line that opens a section: short, one colon, at its end.
+_COLON_TITLE = re.compile(r"^\s*([^:\n]{1,80}?)\s*:\s*$")
 #: At most this many sections or groups make `lists`.
 _LISTS_MAX = 50
 
 
+def _key_words(key) -> tuple:
+    """A list's name as its words, lower-cased, a file name's extension dropped: 'east_stock.txt' -> ('east', 'stock')."""
+    text = re.sub(r"\.(?:txt|csv|json|log|md|list)$", "", str(key).strip().lower())
+    return tuple(re.findall(r"[a-z0-9]+", text))
+
+
+class Sections(dict):
+    """The context's named lists (``lists``): a dict whose lookups also take a near form of a name.
+
+    ``lists['east_stock']`` finds 'east_stock.txt', ``lists['East']`` finds 'Stock at the East
+    warehouse' when no other name has that word. The 1.5B model wrote lists['east_stock'] for a
+    file section named 'east_stock.txt', got a KeyError, and gave up on `lists`."""
+
+    def resolve(self, key):
+        """The stored name ``key`` means, or None (no name, or more than one, fits)."""
+        if key in self.keys():
+            return key
+        want = _key_words(key)
+        if not want:
+            return None
+        same = [k for k in self.keys() if _key_words(k) == want]
+        if len(same) == 1:
+            return same[0]
+        within = [k for k in self.keys() if set(want) <= set(_key_words(k))]
+        return within[0] if len(within) == 1 else None
+
+    def __missing__(self, key):
+        name = self.resolve(key)
+        if name is None:
+            raise KeyError("%r is not one of the lists: %s" % (key, ", ".join(repr(k) for k in itertools.islice(self.keys(), 8))))
+        return dict.__getitem__(self, name)
+
+    def __contains__(self, key):
+        return dict.__contains__(self, key) or self.resolve(key) is not None
+
+    def get(self, key, default=None):
+        return self[key] if key in self else default
+
+
 def _named_lists(value):
     """The context's named lists, when it is made of them: ``{title: [lines]}`` for a text of titled
-    sections ("=== Stock at the East warehouse ===", "==> east.txt <=="), ``{value: [items]}`` for
+    sections ("=== Stock at the East warehouse ===", "==> east.txt <==", "Attendees 2024:" when the text
+    opens with such a line), ``{value: [items]}`` for
     records of two keys one of which names the list they belong to ({"sku": ..., "list": "east"}).
     None otherwise. The 1.5B model never found the two lists of a set question in one text."""
     if isinstance(value, str):
         if len(value) > _JSON_MAX:
             return None
         out, title = {}, None
-        for line in value.split("\n"):
-            m = _SECTION.match(line)
+        lines = value.split("\n")
+        # "Title:" lines are titles only when the text opens with one (a line of a list may end with a colon too)
+        colon = _COLON_TITLE.match(next((x for x in lines if x.strip()), "")) is not None
+        for line in lines:
+            m = _SECTION.match(line) or (_COLON_TITLE.match(line) if colon else None)
             if m:
-                title = (m.group(1) or m.group(2)).strip()
+                title = next(g for g in m.groups() if g).strip()
                 if title in out or len(out) >= _LISTS_MAX:
                     return None
                 out[title] = []
@@ -1796,6 +1902,10 @@ def _exec_cell(cell: int, code: str, timeout: float, limit: int) -> dict:
             tree, row_notes = _loops_over_rows(tree)
         except Exception:  # a help, never a failure of the cell
             row_notes = []
+        try:
+            _kept_helpers(tree)
+        except Exception:  # a help, never a failure of the cell
+            _KEPT_NOTES.clear()
         tree, last = _last_shown(tree)
         if timeout and timeout > 0:
             signal.setitimer(signal.ITIMER_REAL, float(timeout))
@@ -1847,7 +1957,8 @@ def _exec_cell(cell: int, code: str, timeout: float, limit: int) -> dict:
         audit = []
     if label_note:
         audit.append(label_note)
-    audit = row_notes + audit
+    audit = row_notes + list(_KEPT_NOTES) + audit
+    _KEPT_NOTES.clear()
     if audit:
         stderr += "\n".join(audit) + "\n"
     if restored:
@@ -1957,12 +2068,15 @@ def main() -> None:
                         if fields:
                             meta[key] = fields
                 _NS.pop("lists", None)
+                _CONTEXT_SOURCE["lists"] = None
                 try:
                     named = None if table is not None else _named_lists(value)
                 except Exception:  # a help, never a failure of the load
                     named = None
                 if named:
+                    named = Sections(named)
                     _NS["lists"] = named
+                    _CONTEXT_SOURCE["lists"] = named
                     meta["lists"] = {str(k)[:80]: len(v) for k, v in list(named.items())[:20]}
                 _CONTEXT_SOURCE["fields"] = meta.get("field_values") or meta.get("json_values") or {}
                 _CONTEXT_SOURCE["separator"] = meta.get("separator")

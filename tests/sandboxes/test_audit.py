@@ -57,6 +57,43 @@ def test_a_literal_with_other_capitals_or_absent_gets_a_note_only_when_nothing_w
     assert out.stdout.strip() == "1" and "note:" not in out.stderr
 
 
+def test_more_section_title_forms_make_lists_and_a_list_is_found_by_a_near_name(sandbox: Start, tmp_path: Path) -> None:
+    dashed = _loaded(sandbox, tmp_path, "--- file: east_stock.txt ---\nS1\nS2\nS3\n\n--- file: west_stock.txt ---\nS2\nS4\n")
+    assert dashed.context_meta["lists"] == {"east_stock.txt": 3, "west_stock.txt": 2}
+    # a file's name without its extension, or one word only one title has, finds the list
+    out = run(dashed, 0, "print(sorted(set(lists['east_stock']) - set(lists['West'])), 'east' in lists, lists.get('north'))")
+    assert out.stdout.strip() == "['S1', 'S3'] True None"
+    # a name that fits no title (or two) is still a KeyError, which names the lists there are
+    out = run(dashed, 1, "lists['stock']")
+    assert "KeyError" in str(out.error) and "'east_stock.txt'" in str(out.error)
+    colon = _loaded(sandbox, tmp_path, "Attendees 2023:\nana@x.test\nbo@x.test\n\nAttendees 2024:\nbo@x.test\ncy@x.test\n")
+    assert colon.context_meta["lists"] == {"Attendees 2023": 2, "Attendees 2024": 2}
+    # "Title:" lines are titles only when the text opens with one; a rule of dashes is no title
+    for plain in ("some notes\nNext steps:\nx\ny\nOther:\nz\nw\n", "------\nx\ny\n------\nz\nw\n"):
+        assert "lists" not in _loaded(sandbox, tmp_path, plain).context_meta
+
+
+def test_a_cells_own_lists_or_rows_that_fails_or_repeats_the_runners_keeps_the_runners(sandbox: Start, tmp_path: Path) -> None:
+    text = "=== Stock at the East warehouse ===\nSKU-1\nSKU-2\nSKU-3\n\n=== Stock at the West warehouse ===\nSKU-2\nSKU-3\nSKU-4\n"
+    session = _loaded(sandbox, tmp_path, text)
+    # its own split fails: `lists` keeps the runner's, the rest of the cell runs
+    code = ("lists = {title: lines for title, lines in context.split('===') if title.strip()}\n"
+            "print(sorted(set(lists['Stock at the East warehouse']) & set(lists['Stock at the West warehouse'])))")
+    out = run(session, 0, code)
+    assert out.error is None and out.stdout.strip() == "['SKU-2', 'SKU-3']"
+    assert "your own `lists = ...` failed (ValueError" in out.stderr and "'Stock at the West warehouse' (3 lines)" in out.stderr
+    # its own split by line numbers under the runner's names: skipped, said so
+    out = run(session, 1, "lists = {'Stock at the East warehouse': context.splitlines()[0:2], 'Stock at the West warehouse': []}\n"
+                          "print(len(lists['Stock at the East warehouse']), len(lists['Stock at the West warehouse']))")
+    assert out.stdout.strip() == "3 3" and "own `lists = {...}` was skipped" in out.stderr
+    # lists of its own under other names, or built otherwise, are its own
+    out = run(session, 2, "lists = {'a': [1], 'b': [2]}\nprint(sorted(lists))")
+    assert out.stdout.strip() == "['a', 'b']" and "note:" not in out.stderr
+    table = _loaded(sandbox, tmp_path, CSV)
+    out = run(table, 0, "rows = [dict(zip(['a', 'b'], line.split(',')[9])) for line in context.splitlines()]\nprint(len(rows), rows[0]['customer'])")
+    assert out.error is None and out.stdout.strip() == "30 Blue Traders" and "your own `rows = ...` failed (IndexError" in out.stderr
+
+
 def test_a_csv_header_is_described_as_columns(sandbox: Start, tmp_path: Path) -> None:
     session = _loaded(sandbox, tmp_path, "date,customer,amount\n2024-01-02,Acme,10\n2024-01-03,Beta,12\n")
     meta = session.context_meta
