@@ -1864,6 +1864,31 @@ class _NotRun(Exception):
 _LITERALS = (ast.Constant, ast.Dict, ast.List, ast.Tuple, ast.Set, ast.JoinedStr)
 
 
+def _placeholder(node) -> bool:
+    """True for a stand-in, not data: ``...``, ``None``, or a short one-line text ("your_context_here")."""
+    if not isinstance(node, ast.Constant):
+        return False
+    v = node.value
+    return v is Ellipsis or v is None or (isinstance(v, str) and "\n" not in v and len(v) <= 40 and " " not in v.strip())
+
+
+def _drop_context_placeholders(tree) -> list:
+    """Remove the cell's top-level ``context = ...`` / ``context = "your_context_here"`` lines (a
+    stand-in where the model thought it must load the data: the REPL has loaded it); a note for each.
+    The 1.5B model opened a cell with ``context = ...``, was told the cell was not run, and repeated
+    it until the loop guard stopped it; the lines under it computed the answer from `lists`."""
+    kept, notes = [], []
+    for stmt in tree.body:
+        if (isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and isinstance(stmt.targets[0], ast.Name)
+                and stmt.targets[0].id == "context" and _placeholder(stmt.value)):
+            notes.append("note: the line `context = %s` was skipped: `context` already holds the whole data, "
+                         "loaded for you. The rest of the cell ran." % _short(ast.unparse(stmt.value), 40))
+            continue
+        kept.append(stmt)
+    tree.body = kept
+    return notes[:1]
+
+
 def _writes_context_literal(tree) -> bool:
     """True if the code binds `context` to a literal written in it (``context = {...}``, ``context =
     \"\"\"...\"\"\"``): the 1.5B model wrote made-up pages into `context`, searched them, and
@@ -1893,15 +1918,18 @@ def _exec_cell(cell: int, code: str, timeout: float, limit: int) -> dict:
         _CH.cell_open = True
     try:
         tree = ast.parse(code, filename, "exec")
+        if _CONTEXT_SOURCE:
+            row_notes = _drop_context_placeholders(tree)
         if _CONTEXT_SOURCE and _writes_context_literal(tree):
             raise _NotRun(
                 "NotRun: this cell was not run: it sets `context` to data written in the code, and what it "
                 "printed would be about that, not about the real data. `context` already holds the whole "
                 "data: remove the assignment and search or compute over `context` as it is.")
         try:
-            tree, row_notes = _loops_over_rows(tree)
+            tree, loop_notes = _loops_over_rows(tree)
+            row_notes = row_notes + loop_notes
         except Exception:  # a help, never a failure of the cell
-            row_notes = []
+            pass
         try:
             _kept_helpers(tree)
         except Exception:  # a help, never a failure of the cell

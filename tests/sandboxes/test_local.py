@@ -255,3 +255,14 @@ def test_reassigning_context_is_undone_with_a_note(session: SandboxSession) -> N
     out = run(session, 2, 'x = 1\ncontext = """alpha 1\nbeta"""\nprint(len(context))')
     assert out.stdout == "" and out.error and out.error.startswith("NotRun: this cell was not run")
     assert run(session, 3, "print(len(context), 'x' in dir())").stdout == "23 False\n"
+
+
+def test_a_placeholder_context_line_is_skipped_and_the_rest_runs(session: SandboxSession) -> None:
+    # the 1.5B model opened its cell with `context = ...` (it thought it had to load the data)
+    out = run(session, 0, "context = ...\nprint(len(context))")
+    assert out.error is None and out.stdout == "23\n" and "the line `context = ...` was skipped" in out.stderr
+    out = run(session, 1, "context = 'your_context_here'\nn = len(context)\nn")
+    assert out.stdout == "23\n" and "`context = 'your_context_here'` was skipped" in out.stderr
+    # data written into it (a text of words, lines) is still refused
+    out = run(session, 2, "context = 'alpha beta'\nprint(len(context))")
+    assert out.stdout == "" and str(out.error).startswith("NotRun")
