@@ -365,6 +365,28 @@ def test_final_written_final_in_code_is_final(rlm_for: Any) -> None:
     assert rlm.completion("ctx", "Which numbers?").answer == "[1, 2]"
 
 
+def test_a_number_from_code_that_never_tests_a_condition_of_the_question_goes_back_once(rlm_for: Any) -> None:
+    # The 1.5B model, asked for the orders "in region central placed by SUMMIT GOODS", summed the region's.
+    orders = [{"customer": ["Summit Goods", "Acme"][i % 2], "region": ["Central", "East"][i % 3 == 0], "amount": 10 + i}
+              for i in range(12)]
+    question = "How much did the orders in region central placed by SUMMIT GOODS bring in?"
+    region_only = repl("print(sum(r['amount'] for r in context if r['region'] == 'Central'))")
+    both = repl("print(sum(r['amount'] for r in context if r['region'] == 'Central' and r['customer'] == 'Summit Goods'))")
+    rlm, srv = rlm_for([region_only, "FINAL(128)", both, "FINAL(64)"], sub=lambda p: "number", answer_check=True)
+    result = rlm.completion(orders, question)
+    note = srv.root_requests()[2]["prompt"]
+    assert "Your answer 128 comes from code that never tests customer == 'Summit Goods'" in note
+    assert "kept = [r for r in context if r['customer'] == 'Summit Goods' and r['region'] == 'Central']" in note
+    assert result.answer == "64" and len(srv.root_requests()) == 4
+    # code that tests both (in any capitals, in two cells) is believed at once; so is a second answer after the note
+    split = [repl("c = [r for r in context if r['customer'].lower() == 'summit goods']\nprint(len(c))"),
+             repl("print(sum(r['amount'] for r in c if r['region'] == 'Central'))"), "FINAL(64)"]
+    rlm, srv = rlm_for(split, sub=lambda p: "number", answer_check=True)
+    assert rlm.completion(orders, question).answer == "64" and len(srv.root_requests()) == 3
+    rlm, srv = rlm_for([region_only, "FINAL(128)", "FINAL(128)"], sub=lambda p: "number", answer_check=True)
+    assert rlm.completion(orders, question).answer == "128" and len(srv.root_requests()) == 3
+
+
 def test_forced_final_reads_a_final_written_in_code(rlm_for: Any) -> None:
     rlm, _ = rlm_for([repl("x = 5\nprint(x)"), repl("print(6)"), repl("FINAL(x)")], max_iterations=2)
     result = rlm.completion("ctx", "q")

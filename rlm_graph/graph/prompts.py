@@ -267,6 +267,15 @@ What the data says:
 Two candidate answers: {first} or {second}. Which one answers the question? Reply with only that candidate."""
 
 #: The first words of the subject note: it is sent once per run.
+#: Sent once when a number answer comes from code that never tests a condition the question states
+#: on the table's fields (check_final._untested_note).
+UNTESTED_MARK = "comes from code that never tests"
+UNTESTED_NOTE = (
+    "Your answer {answer} " + UNTESTED_MARK + " {missing}, a condition the question states. Keep only the "
+    "rows that meet every condition of the question, all together, for example:\n{example}\nthen compute "
+    "the result over `kept`, print it, and reply with FINAL and the value it prints."
+)
+
 SUBJECT_MARK = "is what the question names, not what it asks for"
 SUBJECT_NOTE = (
     "Your answer {answer!r} " + SUBJECT_MARK + ". Read the output lines about {answer} again and reply with "

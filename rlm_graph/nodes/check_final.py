@@ -159,6 +159,43 @@ def _items_seen(answer: str, seen: str) -> bool:
     return len(items) >= 2 and all(_token_in(x, seen) for x in items)
 
 
+_NUMBER_ANSWER = re.compile(r"\s*-?\d[\d,]*(?:\.\d+)?\s*")
+_MONTHS = ("january", "february", "march", "april", "may", "june", "july", "august", "september", "october", "november", "december")
+
+
+def _tests(code: str, condition: list[str]) -> bool:
+    """True if the (lower-cased) code of the cells tests ``condition`` ([field, value, kind], see the
+    worker's _named_values) in some form: the value as text (or each of its words), or for a month
+    '2024-03', '-03', '03', month == 3 or the month's name."""
+    _, value, kind = condition
+    if kind == "month":
+        year, month = value.split("-")
+        m = int(month)
+        return (value in code or re.search(rf"[-'\"]{month}['\"-]", code) is not None
+                or re.search(rf"\bmonth\W*(?:==|in)\W*\(?\s*0?{m}\b", code) is not None or _MONTHS[m - 1][:3] in code)
+    v = " ".join(value.lower().split())
+    words = [w for w in re.findall(r"\w+", v) if len(w) >= 3]
+    return v in code or (bool(words) and all(w in code for w in words))
+
+
+def _untested_note(state: RLMState, answer: str) -> str | None:
+    """A note when a number answer comes from code that never tests a condition the question states
+    on the table's fields (the worker finds them: ``named_values``), with a filter that tests them all.
+    The 1.5B model, asked for the orders "in region central placed by SUMMIT GOODS", summed the
+    region's orders and answered with that."""
+    named = (state.get("context_meta") or {}).get("named_values") or []
+    if not named or not _NUMBER_ANSWER.fullmatch(answer):
+        return None
+    code = "\n".join(str(c.get("code") or "") for c in state.get("cells") or []).lower()
+    missing = [c for c in named if not _tests(code, c)]
+    if not missing:
+        return None
+    source = "rows" if (state.get("context_meta") or {}).get("rows") else "context"
+    tests = " and ".join(f"r[{k!r}].startswith({v!r})" if kind == "month" else f"r[{k!r}] == {v!r}" for k, v, kind in named)
+    said = " and ".join(f"{k} {'in' if kind == 'month' else '=='} {v!r}" for k, v, kind in missing)
+    return prompts.UNTESTED_NOTE.format(answer=answer.strip(), missing=said, example=f"kept = [r for r in {source} if {tests}]")
+
+
 def _looked_at(state: RLMState) -> str:
     """The code the model ran and what it printed (not the runner's notes: the model did not look)."""
     cells = state.get("cells") or []
@@ -336,6 +373,10 @@ def check_final(state: RLMState, runtime: Runtime[RLMContext], *, defaults: Bind
             # The 1.5B model never called llm_query on a judgement question: it counted items containing
             # "bug" (0) or starting with "The" (10). The note gives the exact code, which it copies.
             return {"proposed": None, "form_checks": checks + 1, "messages": ({"role": "user", "content": judge_note(state, kind)},)}
+        if checks < 2 and ctx.answer_check and not _notes_with(state, prompts.UNTESTED_MARK):
+            note = _untested_note(state, answer)
+            if note is not None:
+                return {"proposed": None, "form_checks": checks + 1, "messages": ({"role": "user", "content": note},)}
         if checks < 2 and ctx.answer_check:
             note, more = _field_recount(state, ctx, answer)
             spent = _merge_spent(spent, more)

@@ -182,6 +182,10 @@ def _meta(meta: dict[str, Any]) -> dict[str, Any]:
         out["value_kind"], out["value_items"] = "list", max(0, meta["value_items"])
     if meta.get("json") in ("list", "dict") and isinstance(meta.get("json_items"), int) and not isinstance(meta["json_items"], bool):
         out["json"], out["json_items"] = meta["json"], max(0, meta["json_items"])
+    named = meta.get("named_values")
+    if isinstance(named, list):  # the conditions the question states on the table's fields: [field, value, kind]
+        out["named_values"] = [[safe_text(str(c[0])[:MAX_VAR_NAME]), safe_text(str(c[1])[:80]), c[2]] for c in named[:6]
+                               if isinstance(c, list) and len(c) == 3 and c[2] in ("eq", "month")]
     lists = meta.get("lists")
     if isinstance(lists, dict):  # the named lists the worker built: name -> item count
         out["lists"] = {safe_text(str(name)[:MAX_VAR_NAME]): n for name, n in list(lists.items())[:20]

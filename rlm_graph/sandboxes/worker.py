@@ -1712,6 +1712,46 @@ def _log_rows(value, meta: dict):
     return out or None
 
 
+_MONTH_NAMES = ("january", "february", "march", "april", "may", "june", "july", "august", "september", "october",
+                "november", "december")
+#: A month the question names: "March 2024", "Mar 2024", "2024-03".
+_MONTH_WORDS = re.compile(r"\b(?:(%s)[a-z]*\.?\s+(\d{4})|(\d{4})-(\d{2}))\b(?!-\d)" % "|".join(m[:3] for m in _MONTH_NAMES), re.IGNORECASE)
+_ISO_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}")
+#: At most this many distinct texts of a field are looked for in the question.
+_NAMED_MAX_VALUES = 500
+
+
+def _named_values(table, question: str) -> list:
+    """The conditions a question states on a table's fields: ``[field, value, "eq"]`` for a field's
+    text value the question writes (in any case: "SUMMIT GOODS" for 'Summit Goods'), ``[field,
+    "2024-03", "month"]`` for a month it names on a field of ISO dates. At most six. The 1.5B
+    model, asked for the orders "in region central placed by SUMMIT GOODS", filtered on the region
+    alone and answered with the whole region's total."""
+    q = " ".join(str(question or "").lower().split())
+    if not q or not table or not isinstance(table[0], dict):
+        return []
+    months = []
+    for m in _MONTH_WORDS.finditer(q):
+        if m.group(1):
+            months.append("%s-%02d" % (m.group(2), [x[:3] for x in _MONTH_NAMES].index(m.group(1).lower()[:3]) + 1))
+        elif 1 <= int(m.group(4)) <= 12:
+            months.append("%s-%s" % (m.group(3), m.group(4)))
+    sample = table[:5000]
+    out = []
+    for key in table[0]:
+        values = {v for r in sample if isinstance(r, dict) and isinstance(v := r.get(key), str) and v.strip()}
+        if not values or len(values) > _NAMED_MAX_VALUES:
+            continue
+        if all(_ISO_DAY.match(v) for v in itertools.islice(values, 50)):
+            out += [[str(key), month, "month"] for month in dict.fromkeys(months) if any(v.startswith(month) for v in values)]
+            continue
+        found = [v for v in values if len(v.strip()) >= 3
+                 and re.search(r"(?<![\w-])%s(?![\w-])" % re.escape(" ".join(v.lower().split())), q)]
+        found = [v for v in found if not any(v != w and v.lower() in w.lower() for w in found)]
+        out += [[str(key), v, "eq"] for v in sorted(found)]
+    return out[:6]
+
+
 #: A section title line: "=== Title ===", "==> file.txt <==" (head's multi-file form), a markdown "# Title",
 #: "--- file: east.txt ---" or "--- Title ---" (its "file:" dropped).
 _SECTION = re.compile(r"^(?:={2,}>?\s*(.+?)\s*<?={2,}|#{1,3}\s+(.+?)\s*#*|-{3,}\s*(?:file:\s*)?(.*?\w.*?)\s*-{3,})\s*$")
@@ -2095,6 +2135,14 @@ def main() -> None:
                         fields = _few_values({str(k): [x.get(k) for x in items if isinstance(x.get(k), str)] for k in table[0]})
                         if fields:
                             meta[key] = fields
+                records = table if table is not None else value if isinstance(value, list) and value and isinstance(value[0], dict) else None
+                if records is not None:
+                    try:
+                        named_values = _named_values(records, _CONTEXT_SOURCE["question"])
+                    except Exception:  # a help, never a failure of the load
+                        named_values = []
+                    if named_values:
+                        meta["named_values"] = named_values
                 _NS.pop("lists", None)
                 _CONTEXT_SOURCE["lists"] = None
                 try:

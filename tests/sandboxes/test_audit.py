@@ -94,6 +94,22 @@ def test_a_cells_own_lists_or_rows_that_fails_or_repeats_the_runners_keeps_the_r
     assert out.error is None and out.stdout.strip() == "30 Blue Traders" and "your own `rows = ...` failed (IndexError" in out.stderr
 
 
+def test_the_conditions_a_question_states_on_a_tables_fields_are_found(sandbox: Start, tmp_path: Path) -> None:
+    orders = "order_id,date,customer,region,amount\n" + "\n".join(
+        f"{100 + i},2024-0{i % 3 + 1}-1{i % 9},{['Summit Goods', 'Summit Retail', 'Acme'][i % 3]},{['Central', 'East'][i % 2]},{10 + i}.50"
+        for i in range(30)) + "\n"
+    path = tmp_path / "orders.csv"
+    path.write_text(orders, encoding="utf-8")
+    session = sandbox()
+    # a name in other capitals (not the shorter name inside it), a region in lower case, a month in words
+    meta = session.load_context(path, "text", question="How much did SUMMIT GOODS order in region central in February 2024?")
+    assert meta["named_values"] == [["date", "2024-02", "month"], ["customer", "Summit Goods", "eq"], ["region", "Central", "eq"]]
+    meta = session.load_context(path, "text", question="What is the total during 2024-03 for acme?")
+    assert meta["named_values"] == [["date", "2024-03", "month"], ["customer", "Acme", "eq"]]
+    # a question that names no value of a field (or a month the data lacks): none
+    assert "named_values" not in session.load_context(path, "text", question="What is the total amount in May 2024?")
+
+
 def test_a_csv_header_is_described_as_columns(sandbox: Start, tmp_path: Path) -> None:
     session = _loaded(sandbox, tmp_path, "date,customer,amount\n2024-01-02,Acme,10\n2024-01-03,Beta,12\n")
     meta = session.context_meta
