@@ -385,6 +385,11 @@ def test_a_number_from_code_that_never_tests_a_condition_of_the_question_goes_ba
     assert rlm.completion(orders, question).answer == "64" and len(srv.root_requests()) == 3
     rlm, srv = rlm_for([region_only, "FINAL(128)", "FINAL(128)"], sub=lambda p: "number", answer_check=True)
     assert rlm.completion(orders, question).answer == "128" and len(srv.root_requests()) == 3
+    # at a forced end, the number its own cell printed from a filter on every condition is the answer
+    wander = repl("print(search('central')[:2])")
+    rlm, srv = rlm_for([region_only, both, wander, wander, wander, "FINAL(7)"], sub=lambda p: "number", answer_check=True)
+    result = rlm.completion(orders, question)
+    assert result.stopped_by == "stuck_loop" and result.answer == "64" and result.confirmed is False
 
 
 def test_forced_final_reads_a_final_written_in_code(rlm_for: Any) -> None:

@@ -196,6 +196,22 @@ def _untested_note(state: RLMState, answer: str) -> str | None:
     return prompts.UNTESTED_NOTE.format(answer=answer.strip(), missing=said, example=f"kept = [r for r in {source} if {tests}]")
 
 
+def _tested_value(state: RLMState) -> str | None:
+    """The number the newest cell printed as its last line whose code tests every condition the question
+    states on the table's fields (``named_values``), or None. At a forced end that is the model's own
+    answer: the 1.5B model printed 117 twice from a filter on both the month and the category, never
+    wrote FINAL, and the forced answer was the runner's search count for the month (1102)."""
+    named = (state.get("context_meta") or {}).get("named_values") or []
+    if not named:
+        return None
+    for cell in reversed(state.get("cells") or []):
+        code = str(cell.get("code") or "").lower()
+        lines = [line.strip() for line in str(cell.get("stdout") or "").splitlines() if line.strip()]
+        if lines and _NUMBER_ANSWER.fullmatch(lines[-1]) and all(_tests(code, c) for c in named):
+            return lines[-1]
+    return None
+
+
 def _looked_at(state: RLMState) -> str:
     """The code the model ran and what it printed (not the runner's notes: the model did not look)."""
     cells = state.get("cells") or []
@@ -735,7 +751,10 @@ def _forced_final(state: RLMState, ctx: RunSettings, limits: Limits, limit: str)
     labelled = _label_answer(state)
     if labelled is not None:
         answer = labelled
-    lookup = is_lookup(query)
+    tested = _tested_value(state) if ctx.answer_check and labelled is None else None
+    if tested is not None:
+        answer = tested
+    lookup = is_lookup(query) and tested is None
     subject = _subject_named(query, answer) if ctx.answer_check and lookup and limit not in _SPEND_LIMITS else None
     read_by_runner = False
     if subject is not None:
