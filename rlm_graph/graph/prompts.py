@@ -271,7 +271,7 @@ Two candidate answers: {first} or {second}. Which one answers the question? Repl
 #: on the table's fields (check_final._untested_note).
 UNTESTED_MARK = "comes from code that never tests"
 UNTESTED_NOTE = (
-    "Your answer {answer} " + UNTESTED_MARK + " {missing}, a condition the question states. Keep only the "
+    "Your answer {answer} " + UNTESTED_MARK + " {missing}, {what} the question states. Keep only the "
     "rows that meet every condition of the question, all together, for example:\n{example}\nthen compute "
     "the result over `kept`, print it, and reply with FINAL and the value it prints."
 )

@@ -193,7 +193,8 @@ def _untested_note(state: RLMState, answer: str) -> str | None:
     source = "rows" if (state.get("context_meta") or {}).get("rows") else "context"
     tests = " and ".join(f"r[{k!r}].startswith({v!r})" if kind == "month" else f"r[{k!r}] == {v!r}" for k, v, kind in named)
     said = " and ".join(f"{k} {'in' if kind == 'month' else '=='} {v!r}" for k, v, kind in missing)
-    return prompts.UNTESTED_NOTE.format(answer=answer.strip(), missing=said, example=f"kept = [r for r in {source} if {tests}]")
+    return prompts.UNTESTED_NOTE.format(answer=answer.strip(), missing=said, what="a condition" if len(missing) == 1 else "conditions",
+                                        example=f"kept = [r for r in {source} if {tests}]")
 
 
 def _tested_value(state: RLMState) -> str | None:

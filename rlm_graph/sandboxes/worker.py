@@ -780,7 +780,8 @@ def _audit(code: str, stdout: str, error=None, skip=()) -> list:
         tree = ast.parse(code)
     except (SyntaxError, ValueError):
         return []
-    notes, literals = _helper_keys(tree) + _column_as_rows(tree, error) + _rows_replaced(tree, stdout) + _typed_literals(tree, stdout), []
+    notes, literals = (_helper_keys(tree) + _column_as_rows(tree, error) + _rows_replaced(tree, stdout) + _typed_literals(tree, stdout)
+                       + _sliced_text(tree)), []
     # a cell that asks a model compares replies ("yes"), not the data: only its `in` tests are read
     asks = re.search(r"\b(?:llm_query|llm_query_batched|rlm_query|rlm_query_batched|judge|classify)\(", code) is not None
     for lit, lowered in _filter_literals(tree, with_fields=not asks):
@@ -1009,6 +1010,23 @@ def _rows_replaced(tree, stdout: str) -> list:
     return ["note: your cell builds its own `rows` and found nothing, but `rows` already held the context parsed, "
             "%s dicts with the keys %s (numbers parsed): it holds them now. Filter `rows` as it is, without "
             "parsing the text." % (format(len(table), ","), keys)]
+
+
+def _sliced_text(tree) -> list:
+    """A note when the cell reads a slice of the context's text (``print(context[:100])``) while `rows`
+    holds the same table parsed: one whole row, so the columns need no more reading. The 1.5B model
+    printed context[0:100], context[100:200], ... "to get more information about the columns" of a
+    CSV or JSON table until the loop guard stopped it, and never used `rows`."""
+    table, ctx = _CONTEXT_SOURCE.get("rows"), _NS.get("context")
+    if not table or not isinstance(ctx, str) or _NS.get("rows") is not table or not isinstance(table[0], dict):
+        return []
+    for node in ast.walk(tree):
+        if (isinstance(node, ast.Subscript) and isinstance(node.value, ast.Name) and node.value.id == "context"
+                and isinstance(node.slice, ast.Slice)):
+            return ["note: that is a piece of the raw text. The whole table is already parsed in `rows`, %s dicts "
+                    "like rows[0] = %s: filter and compute over `rows` instead of reading the text."
+                    % (format(len(table), ","), _short(repr(table[0]), 300))]
+    return []
 
 
 def _typed_literals(tree, stdout: str) -> list:

@@ -110,6 +110,16 @@ def test_the_conditions_a_question_states_on_a_tables_fields_are_found(sandbox: 
     assert "named_values" not in session.load_context(path, "text", question="What is the total amount in May 2024?")
 
 
+def test_a_slice_of_a_tables_text_gets_a_note_with_a_parsed_row(sandbox: Start, tmp_path: Path) -> None:
+    session = _loaded(sandbox, tmp_path, CSV)
+    out = run(session, 0, "print(context[:40])")
+    assert out.stdout.startswith("order_id,date") and "The whole table is already parsed in `rows`, 30 dicts" in out.stderr
+    assert "rows[0] = {'order_id': 100, 'date': '2024-01-10', 'customer': 'Blue Traders', 'amount': 10.5}" in out.stderr
+    # computing over `rows`, or a slice of a text that is no table, gets none
+    assert "note:" not in run(session, 1, "print(len(rows[:3]))").stderr
+    assert "note:" not in run(_loaded(sandbox, tmp_path, "just some words\nand more\n"), 0, "print(context[:4])").stderr
+
+
 def test_a_csv_header_is_described_as_columns(sandbox: Start, tmp_path: Path) -> None:
     session = _loaded(sandbox, tmp_path, "date,customer,amount\n2024-01-02,Acme,10\n2024-01-03,Beta,12\n")
     meta = session.context_meta
