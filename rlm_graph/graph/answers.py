@@ -23,7 +23,8 @@ _NON_ANSWER = re.compile(
     r"|unknown|unclear|none found|nothing found|n/a)\b",
     re.IGNORECASE,
 )
-_COUNT_QUESTION = re.compile(r"\b(?:how many|how much|number of|count|total|sum|average|mean|maximum|minimum|largest|smallest|highest|lowest)\b", re.IGNORECASE)
+_COUNT_QUESTION = re.compile(r"\b(?:how many|how much|number of|count|total|sum|combined|average|mean|maximum|minimum|largest|biggest|greatest|"
+                             r"smallest|highest|lowest)\b", re.IGNORECASE)
 _STOP = frozenset(
     "a an the of in on at to for from by with about what which who whom whose when where why how is are was were be "
     "do does did many much number count total sum average mean list give name tell find value context text data "

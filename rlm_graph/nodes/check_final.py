@@ -752,7 +752,8 @@ def _forced_final(state: RLMState, ctx: RunSettings, limits: Limits, limit: str)
     labelled = _label_answer(state)
     if labelled is not None:
         answer = labelled
-    tested = _tested_value(state) if ctx.answer_check and labelled is None else None
+    # (not over the runner's field count, nor for a lookup: a name's answer is no number)
+    tested = _tested_value(state) if ctx.answer_check and labelled is None and len(counts) != 1 and not is_lookup(query) else None
     if tested is not None:
         answer = tested
     lookup = is_lookup(query) and tested is None

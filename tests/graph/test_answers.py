@@ -155,3 +155,13 @@ def test_an_answer_that_repeats_what_the_question_names_is_the_subject() -> None
     assert not names_the_subject("What is the room of office 4161?", "4161")
     # seen on dev-oolong-most_common: a label of the listed choices is an answer, not the subject
     assert not names_the_subject("A text's label is its sentiment, one of: positive, negative, neutral. Which label is the most common?", "positive")
+
+
+def test_an_aggregate_in_other_words_is_no_lookup() -> None:
+    from rlm_graph.graph.answers import is_lookup
+
+    # "biggest ... by amount" and "combined revenue" ask for a computed number, like "largest" and "total"
+    for q in ("What was the biggest order from NORTHWIND RETAIL, by amount?", "What was the combined revenue from orders in May 2024?",
+              "What is the largest single order amount?", "How many orders were there?"):
+        assert not is_lookup(q), q
+    assert is_lookup("What is the boarding gate of the Elm Clipper?")
