@@ -170,7 +170,7 @@ GROUNDING_NOTE = (
 #: a literal with capitals against lower-cased text, or one the data spells with other capitals. (Not
 #: "does not occur as written": a count of something the data lacks is rightly 0.)
 FILTER_NOTE_MARKS = ("but is compared with lower-cased text", "with these capitals, only with others",
-                     "builds its own `rows` and found nothing", "the filter never matched")
+                     "builds its own `rows` and found nothing", "the filter never matched", "with it the filter never matched")
 
 FILTER_FAILED_NOTE = (
     "Your answer {answer} comes from code whose filter cannot match: the notes under its output say why. "

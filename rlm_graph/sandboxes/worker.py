@@ -781,7 +781,7 @@ def _audit(code: str, stdout: str, error=None, skip=()) -> list:
     except (SyntaxError, ValueError):
         return []
     notes, literals = (_helper_keys(tree) + _column_as_rows(tree, error) + _rows_replaced(tree, stdout) + _typed_literals(tree, stdout)
-                       + _sliced_text(tree)), []
+                       + _sliced_text(tree) + _unasked_tests(tree, stdout)), []
     # a cell that asks a model compares replies ("yes"), not the data: only its `in` tests are read
     asks = re.search(r"\b(?:llm_query|llm_query_batched|rlm_query|rlm_query_batched|judge|classify)\(", code) is not None
     for lit, lowered in _filter_literals(tree, with_fields=not asks):
@@ -1027,6 +1027,34 @@ def _sliced_text(tree) -> list:
                     "like rows[0] = %s: filter and compute over `rows` instead of reading the text."
                     % (format(len(table), ","), _short(repr(table[0]), 300))]
     return []
+
+
+def _unasked_tests(tree, stdout: str) -> list:
+    """A note when a filter that found nothing tests a row's text field for a value the question
+    never names, while the question names others (see _named_values). The 1.5B model, told to keep
+    the orders of customer 'Northwind Retail', added region == 'Central' (the region of the one row
+    it had seen), found none and answered []."""
+    named = _CONTEXT_SOURCE.get("named_values") or []
+    table = _CONTEXT_SOURCE.get("rows") or (_NS.get("context") if isinstance(_NS.get("context"), list) else None)
+    if not named or not table or not isinstance(table[0], dict) or not _found_nothing(stdout):
+        return []
+    asked = {str(v).strip().lower() for _, v, _ in named}
+    stated = " and ".join("%s %s %r" % (k, "in" if kind == "month" else "==", v) for k, v, kind in named)
+    notes = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Compare) or len(node.ops) != 1 or not isinstance(node.ops[0], ast.Eq):
+            continue
+        for field, lit in ((node.left, node.comparators[0]), (node.comparators[0], node.left)):
+            if not (isinstance(field, ast.Subscript) and _str_const(field.slice) and _str_const(lit)):
+                continue
+            key, want = field.slice.value, lit.value.strip().lower()
+            if not isinstance(table[0].get(key), str) or not want or any(want in a or a in want for a in asked):
+                continue
+            note = ("note: the question does not name %s == %r: that test is your own, and with it the filter never "
+                    "matched. Test only the conditions the question states: %s." % (key, lit.value, stated))
+            if note not in notes:
+                notes.append(note)
+    return notes[:2]
 
 
 def _typed_literals(tree, stdout: str) -> list:
@@ -2161,6 +2189,7 @@ def main() -> None:
                         named_values = []
                     if named_values:
                         meta["named_values"] = named_values
+                _CONTEXT_SOURCE["named_values"] = meta.get("named_values") or []
                 _NS.pop("lists", None)
                 _CONTEXT_SOURCE["lists"] = None
                 try:

@@ -108,6 +108,13 @@ def test_the_conditions_a_question_states_on_a_tables_fields_are_found(sandbox: 
     assert meta["named_values"] == [["date", "2024-03", "month"], ["customer", "Acme", "eq"]]
     # a question that names no value of a field (or a month the data lacks): none
     assert "named_values" not in session.load_context(path, "text", question="What is the total amount in May 2024?")
+    # a filter that found nothing with a test of its own beside the question's gets a note; one of the question's alone none
+    session.load_context(path, "text", question="What is the largest amount of SUMMIT GOODS?")
+    out = run(session, 0, "print([r for r in rows if r['customer'] == 'Summit Goods' and r['region'] == 'North'])")
+    assert out.stdout.strip() == "[]" and "the question does not name region == 'North'" in out.stderr
+    assert "Test only the conditions the question states: customer == 'Summit Goods'." in out.stderr
+    out = run(session, 1, "print([r['amount'] for r in rows if r['customer'] == 'Summit Goods' and r['region'] == 'Central'][:2])")
+    assert out.stdout.strip() == "[10.5, 16.5]" and "note:" not in out.stderr  # it found rows: no note
 
 
 def test_a_slice_of_a_tables_text_gets_a_note_with_a_parsed_row(sandbox: Start, tmp_path: Path) -> None:
