@@ -2005,7 +2005,10 @@ def _exec_cell(cell: int, code: str, timeout: float, limit: int) -> dict:
     try:
         tree = ast.parse(code, filename, "exec")
         if _CONTEXT_SOURCE:
-            row_notes = _drop_context_placeholders(tree)
+            try:
+                row_notes = _drop_context_placeholders(tree)
+            except Exception:  # a help, never a failure of the cell
+                row_notes = []
         if _CONTEXT_SOURCE and _writes_context_literal(tree):
             raise _NotRun(
                 "NotRun: this cell was not run: it sets `context` to data written in the code, and what it "
