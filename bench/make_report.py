@@ -132,6 +132,12 @@ HELPER_MARKERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("own parse over `rows` that found nothing: rows given back", ("builds its own `rows` and found nothing",)),
     ("a number field compared with text (or text with a number): note", ("not text: compare it with", "not numbers: compare it with")),
     ("next-step reading offered (the sub-model read the next step's lines)", ("Read with the question, these lines give",)),
+    ("a cell's own `lists`/`rows` that failed or repeated the runner's: the runner's kept",
+     ("your own `lists = ...` failed", "your own `rows = ...` failed", "own `lists = {...}` was skipped")),
+    ("a placeholder `context = ...` line skipped, the rest of the cell run", ("was skipped: `context` already holds the whole data",)),
+    ("a number from code that never tests a condition the question states: sent back", ("comes from code that never tests",)),
+    ("a filter test the question never names, found nothing: note", ("that test is your own, and with it",)),
+    ("a slice of a table's raw text: note with rows[0]", ("that is a piece of the raw text",)),
 )
 
 
