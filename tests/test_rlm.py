@@ -385,6 +385,12 @@ def test_a_number_from_code_that_never_tests_a_condition_of_the_question_goes_ba
     assert rlm.completion(orders, question).answer == "64" and len(srv.root_requests()) == 3
     rlm, srv = rlm_for([region_only, "FINAL(128)", "FINAL(128)"], sub=lambda p: "number", answer_check=True)
     assert rlm.completion(orders, question).answer == "128" and len(srv.root_requests()) == 3
+    # a question the runner's field count reads ("warnings" is level 'warn') gets that count, not this note
+    logs = [{"level": ["warn", "info", "error"][i % 3], "service": ["inventory", "payments"][i % 2], "message": "m"} for i in range(30)]
+    rlm, srv = rlm_for([repl("print(sum(1 for r in context if r['service'] == 'inventory'))"), "FINAL(15)", "FINAL(5)"],
+                       sub=lambda p: "number", answer_check=True)
+    assert rlm.completion(logs, "How many warnings did INVENTORY log?").answer == "5"
+    assert not any("never tests" in r["prompt"] for r in srv.root_requests())
     # at a forced end, the number its own cell printed from a filter on every condition is the answer
     wander = repl("print(search('central')[:2])")
     rlm, srv = rlm_for([region_only, both, wander, wander, wander, "FINAL(7)"], sub=lambda p: "number", answer_check=True)

@@ -163,6 +163,18 @@ _NUMBER_ANSWER = re.compile(r"\s*-?\d[\d,]*(?:\.\d+)?\s*")
 _MONTHS = ("january", "february", "march", "april", "may", "june", "july", "august", "september", "october", "november", "december")
 
 
+def _named_conditions(state: RLMState) -> list[list[str]]:
+    """The conditions the question states on the table's fields (the worker's ``named_values``), or []
+    when the runner's field count reads the question (``field_terms``): that count also reads "errors"
+    as level ERROR, which the conditions (values written as the data writes them) miss; a note
+    naming only the service sent the 1.5B model from the right count to a wrong one."""
+    meta = state.get("context_meta") or {}
+    named = meta.get("named_values") or []
+    if named and field_terms(state.get("query", ""), meta.get("field_values")):
+        return []
+    return named
+
+
 def _tests(code: str, condition: list[str]) -> bool:
     """True if the (lower-cased) code of the cells tests ``condition`` ([field, value, kind], see the
     worker's _named_values) in some form: the value as text (or each of its words), or for a month
@@ -183,7 +195,7 @@ def _untested_note(state: RLMState, answer: str) -> str | None:
     on the table's fields (the worker finds them: ``named_values``), with a filter that tests them all.
     The 1.5B model, asked for the orders "in region central placed by SUMMIT GOODS", summed the
     region's orders and answered with that."""
-    named = (state.get("context_meta") or {}).get("named_values") or []
+    named = _named_conditions(state)
     if not named or not _NUMBER_ANSWER.fullmatch(answer):
         return None
     code = "\n".join(str(c.get("code") or "") for c in state.get("cells") or []).lower()
@@ -202,7 +214,7 @@ def _tested_value(state: RLMState) -> str | None:
     states on the table's fields (``named_values``), or None. At a forced end that is the model's own
     answer: the 1.5B model printed 117 twice from a filter on both the month and the category, never
     wrote FINAL, and the forced answer was the runner's search count for the month (1102)."""
-    named = (state.get("context_meta") or {}).get("named_values") or []
+    named = _named_conditions(state)
     if not named:
         return None
     for cell in reversed(state.get("cells") or []):
