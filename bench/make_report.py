@@ -135,7 +135,7 @@ HELPER_MARKERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("a cell's own `lists`/`rows` that failed or repeated the runner's: the runner's kept",
      ("your own `lists = ...` failed", "your own `rows = ...` failed", "own `lists = {...}` was skipped")),
     ("a placeholder `context = ...` line skipped, the rest of the cell run", ("was skipped: `context` already holds the whole data",)),
-    ("a number from code that never tests a condition the question states: sent back", ("comes from code that never tests",)),
+    ("a number from code that never tests a condition the question states: sent back", ("comes from code whose filter is not the question's",)),
     ("a filter test the question never names, found nothing: note", ("that test is your own, and with it",)),
     ("a slice of a table's raw text: note with rows[0]", ("that is a piece of the raw text",)),
 )

@@ -375,7 +375,7 @@ def test_a_number_from_code_that_never_tests_a_condition_of_the_question_goes_ba
     rlm, srv = rlm_for([region_only, "FINAL(128)", both, "FINAL(64)"], sub=lambda p: "number", answer_check=True)
     result = rlm.completion(orders, question)
     note = srv.root_requests()[2]["prompt"]
-    assert "Your answer 128 comes from code that never tests customer == 'Summit Goods'" in note
+    assert "Your answer 128 comes from code whose filter is not the question's: it never tests customer == 'Summit Goods'" in note
     assert "kept = [r for r in context if r['customer'] == 'Summit Goods' and r['region'] == 'Central']" in note
     assert result.answer == "64" and len(srv.root_requests()) == 4
     # code that tests both (in any capitals, in two cells) is believed at once; so is a second answer after the note
@@ -385,6 +385,12 @@ def test_a_number_from_code_that_never_tests_a_condition_of_the_question_goes_ba
     assert rlm.completion(orders, question).answer == "64" and len(srv.root_requests()) == 3
     rlm, srv = rlm_for([region_only, "FINAL(128)", "FINAL(128)"], sub=lambda p: "number", answer_check=True)
     assert rlm.completion(orders, question).answer == "128" and len(srv.root_requests()) == 3
+    # a test of its own that the question never states goes back too
+    rlm, srv = rlm_for([both, "FINAL(64)", repl("print(sum(r['amount'] for r in context if r['customer'] == 'Summit Goods'))"), "FINAL(90)"],
+                       sub=lambda p: "number", answer_check=True)
+    assert rlm.completion(orders, "How much did the orders placed by SUMMIT GOODS bring in?").answer == "90"
+    assert ("Your answer 64 comes from code whose filter is not the question's: it also tests region == 'Central', which the "
+            "question does not ask") in srv.root_requests()[2]["prompt"]
     # a question the runner's field count reads ("warnings" is level 'warn') gets that count, not this note
     logs = [{"level": ["warn", "info", "error"][i % 3], "service": ["inventory", "payments"][i % 2], "message": "m"} for i in range(30)]
     rlm, srv = rlm_for([repl("print(sum(1 for r in context if r['service'] == 'inventory'))"), "FINAL(15)", "FINAL(5)"],

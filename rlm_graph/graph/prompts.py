@@ -269,11 +269,11 @@ Two candidate answers: {first} or {second}. Which one answers the question? Repl
 #: The first words of the subject note: it is sent once per run.
 #: Sent once when a number answer comes from code that never tests a condition the question states
 #: on the table's fields (check_final._untested_note).
-UNTESTED_MARK = "comes from code that never tests"
+UNTESTED_MARK = "comes from code whose filter is not the question's"
 UNTESTED_NOTE = (
-    "Your answer {answer} " + UNTESTED_MARK + " {missing}, {what} the question states. Keep only the "
-    "rows that meet every condition of the question, all together, for example:\n{example}\nthen compute "
-    "the result over `kept`, print it, and reply with FINAL and the value it prints."
+    "Your answer {answer} " + UNTESTED_MARK + ": it {said}. Keep only the rows that meet every condition the "
+    "question states, all together and nothing else, for example:\n{example}\nthen compute the result over "
+    "`kept`, print it, and reply with FINAL and the value it prints."
 )
 
 SUBJECT_MARK = "is what the question names, not what it asks for"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import re
 from typing import Any, Literal
 
@@ -186,6 +187,8 @@ def _tests(code: str, condition: list[str]) -> bool:
         return (value in code or re.search(rf"[-'\"]{month}['\"-]", code) is not None
                 or re.search(rf"\bmonth\W*(?:==|in)\W*\(?\s*0?{m}\b", code) is not None or _MONTHS[m - 1][:3] in code)
     v = " ".join(value.lower().split())
+    if kind == "prefix":
+        return v.rstrip("/") in code
     words = [w for w in re.findall(r"\w+", v) if len(w) >= 3]
     return v in code or (bool(words) and all(w in code for w in words))
 
@@ -198,15 +201,48 @@ def _untested_note(state: RLMState, answer: str) -> str | None:
     named = _named_conditions(state)
     if not named or not _NUMBER_ANSWER.fullmatch(answer):
         return None
-    code = "\n".join(str(c.get("code") or "") for c in state.get("cells") or []).lower()
+    cells = state.get("cells") or []
+    code = "\n".join(str(c.get("code") or "") for c in cells).lower()
     missing = [c for c in named if not _tests(code, c)]
-    if not missing:
+    # the tests of its own in the cell that printed the answer (or the newest): method == 'GET' to
+    # "How many requests to /api/cart failed with a 5xx status?"
+    shown = next((c for c in reversed(cells) if _token_in(answer, str(c.get("stdout") or ""))), cells[-1] if cells else {})
+    extra = _unasked(str(shown.get("code") or ""), state.get("query", ""), named)
+    if not missing and not extra:
         return None
     source = "rows" if (state.get("context_meta") or {}).get("rows") else "context"
-    tests = " and ".join(f"r[{k!r}].startswith({v!r})" if kind == "month" else f"r[{k!r}] == {v!r}" for k, v, kind in named)
-    said = " and ".join(f"{k} {'in' if kind == 'month' else '=='} {v!r}" for k, v, kind in missing)
-    return prompts.UNTESTED_NOTE.format(answer=answer.strip(), missing=said, what="a condition" if len(missing) == 1 else "conditions",
-                                        example=f"kept = [r for r in {source} if {tests}]")
+    tests = " and ".join(f"r[{k!r}].startswith({v!r})" if kind in ("month", "prefix") else f"r[{k!r}] == {v!r}" for k, v, kind in named)
+    said = "; ".join(part for part in (
+        f"never tests {' and '.join(_condition(c) for c in missing)}" if missing else "",
+        f"also tests {' and '.join(f'{k} == {v!r}' for k, v in extra)}, which the question does not ask" if extra else "") if part)
+    return prompts.UNTESTED_NOTE.format(answer=answer.strip(), said=said, example=f"kept = [r for r in {source} if {tests}]")
+
+
+def _condition(c: list[str]) -> str:
+    key, value, kind = c
+    return f"{key} {'in' if kind == 'month' else 'starting with' if kind == 'prefix' else '=='} {value!r}"
+
+
+def _unasked(code: str, query: str, named: list[list[str]]) -> list[tuple[str, str]]:
+    """The ``field == 'text'`` tests in ``code`` for a text the question never writes (nor any of its
+    conditions' values, nor a part of its words: 'warn' in "warnings")."""
+    try:
+        tree = ast.parse(code)
+    except (SyntaxError, ValueError):
+        return []
+    q = query.lower()
+    asked = {str(v).lower() for _, v, _ in named}
+    out: list[tuple[str, str]] = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Compare) or len(node.ops) != 1 or not isinstance(node.ops[0], ast.Eq):
+            continue
+        for field, lit in ((node.left, node.comparators[0]), (node.comparators[0], node.left)):
+            if (isinstance(field, ast.Subscript) and isinstance(field.slice, ast.Constant) and isinstance(field.slice.value, str)
+                    and isinstance(lit, ast.Constant) and isinstance(lit.value, str) and lit.value.strip()):
+                want = lit.value.strip().lower()
+                if want not in q and not any(want in a or a in want for a in asked) and (field.slice.value, lit.value) not in out:
+                    out.append((field.slice.value, lit.value))
+    return out[:3]
 
 
 def _tested_value(state: RLMState) -> str | None:

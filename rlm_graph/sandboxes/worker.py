@@ -1763,6 +1763,8 @@ _MONTH_NAMES = ("january", "february", "march", "april", "may", "june", "july", 
 #: A month the question names: "March 2024", "Mar 2024", "2024-03".
 _MONTH_WORDS = re.compile(r"\b(?:(%s)[a-z]*\.?\s+(\d{4})|(\d{4})-(\d{2}))\b(?!-\d)" % "|".join(m[:3] for m in _MONTH_NAMES), re.IGNORECASE)
 _ISO_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}")
+#: A path the question writes: "/api/orders".
+_QUESTION_PATH = re.compile(r"(?<![\w/])/[\w.-]+(?:/[\w.-]+)*/?")
 #: At most this many distinct texts of a field are looked for in the question.
 _NAMED_MAX_VALUES = 500
 
@@ -1782,10 +1784,15 @@ def _named_values(table, question: str) -> list:
             months.append("%s-%02d" % (m.group(2), [x[:3] for x in _MONTH_NAMES].index(m.group(1).lower()[:3]) + 1))
         elif 1 <= int(m.group(4)) <= 12:
             months.append("%s-%s" % (m.group(3), m.group(4)))
+    paths = [p.rstrip(".,;:?!)") for p in _QUESTION_PATH.findall(q)]
     sample = table[:5000]
     out = []
     for key in table[0]:
         values = {v for r in sample if isinstance(r, dict) and isinstance(v := r.get(key), str) and v.strip()}
+        if paths and values:
+            # a path the question names, as the prefix of a field's values ("/api/cart" for /api/cart/123)
+            lowered = [v.lower() for v in itertools.islice(values, 2000)]
+            out += [[str(key), p, "prefix"] for p in dict.fromkeys(paths) if len(p) > 1 and any(v.startswith(p) for v in lowered)]
         if not values or len(values) > _NAMED_MAX_VALUES:
             continue
         if all(_ISO_DAY.match(v) for v in itertools.islice(values, 50)):

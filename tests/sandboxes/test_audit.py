@@ -108,6 +108,13 @@ def test_the_conditions_a_question_states_on_a_tables_fields_are_found(sandbox: 
     assert meta["named_values"] == [["date", "2024-03", "month"], ["customer", "Acme", "eq"]]
     # a question that names no value of a field (or a month the data lacks): none
     assert "named_values" not in session.load_context(path, "text", question="What is the total amount in May 2024?")
+    # a path the question writes is a prefix of a field's values (however many distinct values it has)
+    access = "\n".join(f'10.0.{i}.1 - - [01/Mar/2024:00:00:{i % 60:02d} +0000] "GET /api/{["cart", "orders"][i % 2]}/{i} HTTP/1.1" 200 {i}'
+                       for i in range(600))
+    log = tmp_path / "access.log"
+    log.write_text(access, encoding="utf-8")
+    meta = sandbox().load_context(log, "text", question="How many requests to /api/cart (including its sub-paths) failed?")
+    assert meta["named_values"] == [["path", "/api/cart", "prefix"]]
     # a filter that found nothing with a test of its own beside the question's gets a note; one of the question's alone none
     session.load_context(path, "text", question="What is the largest amount of SUMMIT GOODS?")
     out = run(session, 0, "print([r for r in rows if r['customer'] == 'Summit Goods' and r['region'] == 'North'])")
