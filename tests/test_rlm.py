@@ -383,8 +383,14 @@ def test_a_number_from_code_that_never_tests_a_condition_of_the_question_goes_ba
              repl("print(sum(r['amount'] for r in c if r['region'] == 'Central'))"), "FINAL(64)"]
     rlm, srv = rlm_for(split, sub=lambda p: "number", answer_check=True)
     assert rlm.completion(orders, question).answer == "64" and len(srv.root_requests()) == 3
-    rlm, srv = rlm_for([region_only, "FINAL(128)", "FINAL(128)"], sub=lambda p: "number", answer_check=True)
-    assert rlm.completion(orders, question).answer == "128" and len(srv.root_requests()) == 3
+    rlm, srv = rlm_for([region_only, "FINAL(128)", "FINAL(128)", "FINAL(128)"], sub=lambda p: "number", answer_check=True)
+    assert rlm.completion(orders, question).answer == "128" and len(srv.root_requests()) == 4  # (two notes at most)
+    # an empty answer given in a cell of its own after a filter with a test of its own found nothing goes back
+    north = repl("print([r for r in context if r['customer'] == 'Summit Goods' and r['region'] == 'North'])")
+    rlm, srv = rlm_for([north, repl("# Final answer\nFINAL([])"), both, "FINAL(64)"], sub=lambda p: "number", answer_check=True)
+    assert rlm.completion(orders, question).answer == "64"
+    assert "the question does not name region == 'North'" in srv.root_requests()[1]["prompt"]
+    assert "Your answer [] comes from code whose filter cannot match" in srv.root_requests()[2]["prompt"]
     # a test of its own that the question never states goes back too
     rlm, srv = rlm_for([both, "FINAL(64)", repl("print(sum(r['amount'] for r in context if r['customer'] == 'Summit Goods'))"), "FINAL(90)"],
                        sub=lambda p: "number", answer_check=True)

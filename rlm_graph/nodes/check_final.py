@@ -271,11 +271,16 @@ def _saw_output_before(state: RLMState, iteration: int) -> bool:
     return any(c.get("iteration", 0) < iteration for c in state.get("cells") or [])
 
 
+#: A cell that only gives the answer: FINAL(x) or FINAL_VAR("x"), comment lines aside.
+_ONLY_FINAL = re.compile(r"(?:\s*#[^\n]*\n)*\s*FINAL(?:_VAR)?\(.*\)\s*(?:#[^\n]*)?\s*", re.DOTALL)
+
+
 def _filter_failed(state: RLMState, answer: str) -> bool:
     """True if the newest cell's filter could not match (the worker's audit notes say so) and the answer
     comes from it: that cell recorded a FINAL, or the answer is an empty result (0, []). The 1.5B model
     wrote ``"BLUE GOODS" in row.lower()`` and ``FINAL(total)`` in one cell, then kept answering 0."""
-    cells = state.get("cells") or []
+    # (a cell that only gives the answer, ```FINAL(total)```, is not where the answer came from)
+    cells = [c for c in state.get("cells") or [] if not _ONLY_FINAL.fullmatch(str(c.get("code") or ""))]
     if not cells:
         return False
     last = cells[-1]
@@ -438,7 +443,7 @@ def check_final(state: RLMState, runtime: Runtime[RLMContext], *, defaults: Bind
             # The 1.5B model never called llm_query on a judgement question: it counted items containing
             # "bug" (0) or starting with "The" (10). The note gives the exact code, which it copies.
             return {"proposed": None, "form_checks": checks + 1, "messages": ({"role": "user", "content": judge_note(state, kind)},)}
-        if checks < 2 and ctx.answer_check and not _notes_with(state, prompts.UNTESTED_MARK):
+        if checks < 2 and ctx.answer_check and len(_notes_with(state, prompts.UNTESTED_MARK)) < 2:
             note = _untested_note(state, answer)
             if note is not None:
                 return {"proposed": None, "form_checks": checks + 1, "messages": ({"role": "user", "content": note},)}
