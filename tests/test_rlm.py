@@ -391,6 +391,10 @@ def test_a_number_from_code_that_never_tests_a_condition_of_the_question_goes_ba
     assert rlm.completion(orders, question).answer == "64"
     assert "the question does not name region == 'North'" in srv.root_requests()[1]["prompt"]
     assert "Your answer [] comes from code whose filter cannot match" in srv.root_requests()[2]["prompt"]
+    # the answer printed before the filter was fixed goes back, though a later cell tests every condition
+    rlm, srv = rlm_for([region_only, both, "FINAL(128)", "FINAL(64)"], sub=lambda p: "number", answer_check=True)
+    assert rlm.completion(orders, question).answer == "64"
+    assert "Your answer 128 comes from code whose filter is not the question's" in srv.root_requests()[3]["prompt"]
     # a test of its own that the question never states goes back too
     rlm, srv = rlm_for([both, "FINAL(64)", repl("print(sum(r['amount'] for r in context if r['customer'] == 'Summit Goods'))"), "FINAL(90)"],
                        sub=lambda p: "number", answer_check=True)

@@ -202,11 +202,15 @@ def _untested_note(state: RLMState, answer: str) -> str | None:
     if not named or not _NUMBER_ANSWER.fullmatch(answer):
         return None
     cells = state.get("cells") or []
-    code = "\n".join(str(c.get("code") or "") for c in cells).lower()
+    # the code up to the cell that printed the answer (the 1.5B model printed the largest order of all,
+    # filtered by the customer two cells later, and answered the first value again); all of it when no
+    # cell printed it
+    at = next((i for i in range(len(cells) - 1, -1, -1) if _token_in(answer, str(cells[i].get("stdout") or ""))), None)
+    code = "\n".join(str(c.get("code") or "") for c in (cells if at is None else cells[: at + 1])).lower()
     missing = [c for c in named if not _tests(code, c)]
     # the tests of its own in the cell that printed the answer (or the newest): method == 'GET' to
     # "How many requests to /api/cart failed with a 5xx status?"
-    shown = next((c for c in reversed(cells) if _token_in(answer, str(c.get("stdout") or ""))), cells[-1] if cells else {})
+    shown = cells[at] if at is not None else cells[-1] if cells else {}
     extra = _unasked(str(shown.get("code") or ""), state.get("query", ""), named)
     if not missing and not extra:
         return None
