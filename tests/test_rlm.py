@@ -1219,3 +1219,13 @@ def test_a_batched_reply_used_as_one_string_gets_a_note(rlm_for: Any) -> None:
     out = srv.root_requests()[1]["prompt"]
     assert "AttributeError: 'list' object has no attribute 'lower'" in out
     assert "note: llm_query_batched(prompts) and rlm_query_batched(...) return a list of strings, one per prompt" in out
+
+
+def test_a_test_is_the_questions_own_when_it_starts_one_of_its_words() -> None:
+    from rlm_graph.nodes.check_final import _unasked
+
+    named = [["path", "/api/cart", "prefix"]]
+    code = "n = [r for r in rows if r['method'] == 'GET' and r['level'] == 'warn' and r['path'].startswith('/api/cart')]"
+    # 'warn' starts "warnings"; 'get' is a word of the first question, and only inside "target" in the second
+    assert _unasked(code, "How many warnings did requests to /api/cart get as a target?", named) == []
+    assert _unasked(code, "How many warnings were logged for the target /api/cart?", named) == [("method", "GET")]

@@ -229,7 +229,7 @@ def _condition(c: list[str]) -> str:
 
 def _unasked(code: str, query: str, named: list[list[str]]) -> list[tuple[str, str]]:
     """The ``field == 'text'`` tests in ``code`` for a text the question never writes (nor any of its
-    conditions' values, nor a part of its words: 'warn' in "warnings")."""
+    conditions' values, nor the start of one of its words: 'warn' in "warnings")."""
     try:
         tree = ast.parse(code)
     except (SyntaxError, ValueError):
@@ -244,7 +244,8 @@ def _unasked(code: str, query: str, named: list[list[str]]) -> list[tuple[str, s
             if (isinstance(field, ast.Subscript) and isinstance(field.slice, ast.Constant) and isinstance(field.slice.value, str)
                     and isinstance(lit, ast.Constant) and isinstance(lit.value, str) and lit.value.strip()):
                 want = lit.value.strip().lower()
-                if want not in q and not any(want in a or a in want for a in asked) and (field.slice.value, lit.value) not in out:
+                written = re.search(rf"(?<![\w-]){re.escape(want)}", q) is not None  # 'warn' in "warnings", not 'get' in "target"
+                if not written and not any(want in a or a in want for a in asked) and (field.slice.value, lit.value) not in out:
                     out.append((field.slice.value, lit.value))
     return out[:3]
 

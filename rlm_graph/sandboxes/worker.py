@@ -1029,6 +1029,11 @@ def _sliced_text(tree) -> list:
     return []
 
 
+#: A question that asks for a count or an aggregate over rows.
+_AGGREGATE = re.compile(r"\b(?:how many|how much|number of|count|total|sum|combined|average|mean|maximum|minimum|largest|biggest|"
+                        r"greatest|smallest|highest|lowest)\b", re.IGNORECASE)
+
+
 def _unasked_tests(tree, stdout: str) -> list:
     """A note when a filter that found nothing tests a row's text field for a value the question
     never names, while the question names others (see _named_values). The 1.5B model, told to keep
@@ -1038,6 +1043,8 @@ def _unasked_tests(tree, stdout: str) -> list:
     table = _CONTEXT_SOURCE.get("rows") or (_NS.get("context") if isinstance(_NS.get("context"), list) else None)
     if not named or not table or not isinstance(table[0], dict) or not _found_nothing(stdout):
         return []
+    if not _AGGREGATE.search(str(_CONTEXT_SOURCE.get("question") or "")):
+        return []  # a lookup's second step tests a value the question does not write (the team it found)
     asked = {str(v).strip().lower() for _, v, _ in named}
     stated = " and ".join("%s %s %r" % (k, "in" if kind == "month" else "==", v) for k, v, kind in named)
     notes = []
@@ -1772,7 +1779,8 @@ _NAMED_MAX_VALUES = 500
 def _named_values(table, question: str) -> list:
     """The conditions a question states on a table's fields: ``[field, value, "eq"]`` for a field's
     text value the question writes (in any case: "SUMMIT GOODS" for 'Summit Goods'), ``[field,
-    "2024-03", "month"]`` for a month it names on a field of ISO dates. At most six. The 1.5B
+    "2024-03", "month"]`` for a month it names on a field of ISO dates, ``[field, "/api/cart",
+    "prefix"]`` for a path it writes that starts some of a field's values. At most six. The 1.5B
     model, asked for the orders "in region central placed by SUMMIT GOODS", filtered on the region
     alone and answered with the whole region's total."""
     q = " ".join(str(question or "").lower().split())

@@ -122,6 +122,10 @@ def test_the_conditions_a_question_states_on_a_tables_fields_are_found(sandbox: 
     assert "Test only the conditions the question states: customer == 'Summit Goods'." in out.stderr
     out = run(session, 1, "print([r['amount'] for r in rows if r['customer'] == 'Summit Goods' and r['region'] == 'Central'][:2])")
     assert out.stdout.strip() == "[10.5, 16.5]" and "note:" not in out.stderr  # it found rows: no note
+    # a lookup's filter (no count, no aggregate) may test what the question does not write: its second step
+    session.load_context(path, "text", question="Which region did SUMMIT GOODS order from?")
+    out = run(session, 2, "print([r for r in rows if r['customer'] == 'Summit Goods' and r['region'] == 'North'])")
+    assert out.stdout.strip() == "[]" and "the question does not name" not in out.stderr
 
 
 def test_a_slice_of_a_tables_text_gets_a_note_with_a_parsed_row(sandbox: Start, tmp_path: Path) -> None:
