@@ -170,7 +170,7 @@ GROUNDING_NOTE = (
 #: a literal with capitals against lower-cased text, or one the data spells with other capitals. (Not
 #: "does not occur as written": a count of something the data lacks is rightly 0.)
 FILTER_NOTE_MARKS = ("but is compared with lower-cased text", "with these capitals, only with others",
-                     "builds its own `rows` and found nothing", "the filter never matched", "with it the filter never matched")
+                     "builds its own `rows` and found nothing", "the filter never matched")
 
 FILTER_FAILED_NOTE = (
     "Your answer {answer} comes from code whose filter cannot match: the notes under its output say why. "
@@ -266,9 +266,8 @@ What the data says:
 
 Two candidate answers: {first} or {second}. Which one answers the question? Reply with only that candidate."""
 
-#: The first words of the subject note: it is sent once per run.
-#: Sent once when a number answer comes from code that never tests a condition the question states
-#: on the table's fields (check_final._untested_note).
+#: Sent (at most twice) when a number answer comes from code that never tests a condition the question
+#: states on the table's fields, or that also tests a text the question never writes (check_final._untested_note).
 UNTESTED_MARK = "comes from code whose filter is not the question's"
 UNTESTED_NOTE = (
     "Your answer {answer} " + UNTESTED_MARK + ": it {said}. Keep only the rows that meet every condition the "
@@ -276,6 +275,7 @@ UNTESTED_NOTE = (
     "`kept`, print it, and reply with FINAL and the value it prints."
 )
 
+#: The first words of the subject note: it is sent once per run.
 SUBJECT_MARK = "is what the question names, not what it asks for"
 SUBJECT_NOTE = (
     "Your answer {answer!r} " + SUBJECT_MARK + ". Read the output lines about {answer} again and reply with "

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -153,6 +154,10 @@ def _loaded(msg: dict[str, Any], _limit: int) -> dict[str, Any]:
     return {"type": "loaded", "meta": _meta(meta)}
 
 
+#: A month condition's value: "2024-03".
+_MONTH = re.compile(r"\d{4}-(?:0[1-9]|1[0-2])")
+
+
 def _meta(meta: dict[str, Any]) -> dict[str, Any]:
     """The context's metadata, each field of the kind it should be and of bounded size."""
     out: dict[str, Any] = {}
@@ -185,7 +190,8 @@ def _meta(meta: dict[str, Any]) -> dict[str, Any]:
     named = meta.get("named_values")
     if isinstance(named, list):  # the conditions the question states on the table's fields: [field, value, kind]
         out["named_values"] = [[safe_text(str(c[0])[:MAX_VAR_NAME]), safe_text(str(c[1])[:80]), c[2]] for c in named[:6]
-                               if isinstance(c, list) and len(c) == 3 and c[2] in ("eq", "month", "prefix")]
+                               if isinstance(c, list) and len(c) == 3 and c[2] in ("eq", "month", "prefix")
+                               and (c[2] != "month" or _MONTH.fullmatch(str(c[1])) is not None)]
     lists = meta.get("lists")
     if isinstance(lists, dict):  # the named lists the worker built: name -> item count
         out["lists"] = {safe_text(str(name)[:MAX_VAR_NAME]): n for name, n in list(lists.items())[:20]

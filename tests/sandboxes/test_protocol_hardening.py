@@ -164,6 +164,18 @@ def test_parse_checks_shapes_and_makes_text_safe() -> None:
         parse('{"type": "result", "cell": 0, "timed_out": "yes"}')
 
 
+
+def test_a_loaded_contexts_conditions_are_checked_before_the_host_reads_them() -> None:
+    # a worker's named_values end up in a note's code example and in the month test (int(month)): a forged
+    # month, an unknown kind or a malformed entry is dropped, and values are bounded
+    named = [["date", "2024-13", "month"], ["date", "May", "month"], ["region", "x" * 500, "eq"], ["a", "b", "exec"],
+             "junk", ["date", "2024-03", "month"]]
+    meta = parse(json.dumps({"type": "loaded", "meta": {"named_values": named}}))["meta"]
+    assert meta["named_values"] == [["region", "x" * 80, "eq"], ["date", "2024-03", "month"]]
+    meta = parse(json.dumps({"type": "loaded", "meta": {"named_values": [["path", "/api", "prefix"]] * 9}}))["meta"]
+    assert meta["named_values"] == [["path", "/api", "prefix"]] * 6  # at most six
+
+
 # -- code the host cannot send -------------------------------------------------------------------
 def test_a_lone_surrogate_in_code_is_reported_as_such(session: SandboxSession) -> None:
     out = run(session, 0, "x = 1\ny = '\ud800'")
