@@ -1048,20 +1048,27 @@ def _unasked_tests(tree, stdout: str) -> list:
     asked = {str(v).strip().lower() for _, v, _ in named}
     stated = " and ".join("%s %s %r" % (k, "in" if kind == "month" else "==", v) for k, v, kind in named)
     notes = []
+    for key, lit in _field_compares(tree, (ast.Eq,)):
+        if not _str_const(lit):
+            continue
+        want = lit.value.strip().lower()
+        if not isinstance(table[0].get(key), str) or not want or any(want in a or a in want for a in asked):
+            continue
+        note = ("note: the question does not name %s == %r: that test is your own, and with it the filter never "
+                "matched. Test only the conditions the question states: %s." % (key, lit.value, stated))
+        if note not in notes:
+            notes.append(note)
+    return notes[:2]
+
+
+def _field_compares(tree, ops: tuple):
+    """(key, literal node) for each ``row['key'] <op> <constant>`` of the cell (either side), op one of ``ops``."""
     for node in ast.walk(tree):
-        if not isinstance(node, ast.Compare) or len(node.ops) != 1 or not isinstance(node.ops[0], ast.Eq):
+        if not isinstance(node, ast.Compare) or len(node.ops) != 1 or not isinstance(node.ops[0], ops):
             continue
         for field, lit in ((node.left, node.comparators[0]), (node.comparators[0], node.left)):
-            if not (isinstance(field, ast.Subscript) and _str_const(field.slice) and _str_const(lit)):
-                continue
-            key, want = field.slice.value, lit.value.strip().lower()
-            if not isinstance(table[0].get(key), str) or not want or any(want in a or a in want for a in asked):
-                continue
-            note = ("note: the question does not name %s == %r: that test is your own, and with it the filter never "
-                    "matched. Test only the conditions the question states: %s." % (key, lit.value, stated))
-            if note not in notes:
-                notes.append(note)
-    return notes[:2]
+            if isinstance(field, ast.Subscript) and _str_const(field.slice) and isinstance(lit, ast.Constant):
+                yield field.slice.value, lit
 
 
 def _typed_literals(tree, stdout: str) -> list:
@@ -1074,25 +1081,19 @@ def _typed_literals(tree, stdout: str) -> list:
     if not isinstance(table, list) or not table or not isinstance(table[0], dict):
         return []
     notes = []
-    for node in ast.walk(tree):
-        if not isinstance(node, ast.Compare) or len(node.ops) != 1 or not isinstance(node.ops[0], (ast.Eq, ast.NotEq)):
+    for key, lit in _field_compares(tree, (ast.Eq, ast.NotEq)):
+        value = next((r.get(key) for r in itertools.islice(table, 200) if isinstance(r, dict) and r.get(key) is not None), None)
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if number and isinstance(lit.value, str) and isinstance(_number(lit.value.strip()), (int, float)):
+            note = ("note: %r holds numbers (e.g. %r), not text: compare it with %s, not %r; the filter never matched."
+                    % (key, value, lit.value.strip(), lit.value))
+        elif isinstance(value, str) and isinstance(lit.value, (int, float)) and not isinstance(lit.value, bool):
+            note = ("note: %r holds text (e.g. %r), not numbers: compare it with %r, not %r; the filter never matched."
+                    % (key, value, str(lit.value), lit.value))
+        else:
             continue
-        for field, lit in ((node.left, node.comparators[0]), (node.comparators[0], node.left)):
-            if not (isinstance(field, ast.Subscript) and _str_const(field.slice) and isinstance(lit, ast.Constant)):
-                continue
-            key = field.slice.value
-            value = next((r.get(key) for r in itertools.islice(table, 200) if isinstance(r, dict) and r.get(key) is not None), None)
-            number = isinstance(value, (int, float)) and not isinstance(value, bool)
-            if number and isinstance(lit.value, str) and isinstance(_number(lit.value.strip()), (int, float)):
-                note = ("note: %r holds numbers (e.g. %r), not text: compare it with %s, not %r; the filter never matched."
-                        % (key, value, lit.value.strip(), lit.value))
-            elif isinstance(value, str) and isinstance(lit.value, (int, float)) and not isinstance(lit.value, bool):
-                note = ("note: %r holds text (e.g. %r), not numbers: compare it with %r, not %r; the filter never matched."
-                        % (key, value, str(lit.value), lit.value))
-            else:
-                continue
-            if note not in notes:
-                notes.append(note)
+        if note not in notes:
+            notes.append(note)
     return notes[:2]
 
 
