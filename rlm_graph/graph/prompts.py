@@ -239,6 +239,14 @@ LABELS_NOTE = (
     "then print(classify(items))."
 )
 
+#: The runner's classify() over the items that meet the question's conditions on their fields.
+SCOPED_LABELS_MARK = "that meet the question's conditions"
+SCOPED_LABELS_NOTE = (
+    "\n\n" + LABELS_MARK + " of the {n} items of `context` " + SCOPED_LABELS_MARK + " ({scope}; classify() over "
+    "their texts, with the labels the question lists); how many of them got each label:\n{counts}\nThis answers "
+    "the question: reply with FINAL and the value."
+)
+
 UNCOUNTED_NOTE = (
     "Your answer {answer} is not a number your code printed: no output line shows it as a result. Compute "
     "it with code over the whole context (for example, print(len(matches)) for the matching lines or items, "

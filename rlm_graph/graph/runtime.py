@@ -541,8 +541,21 @@ def judge_answer(state: RLMState, ctx: RunSettings, kind: str) -> tuple[str | No
 #: At most this many items are labelled by the runner's own classify() run (one sub-call each).
 LABEL_ITEMS_MAX = 150
 _LABELS_RUN = """\
+_conds = {conds!r}
 _items = context.splitlines() if isinstance(context, str) else context
 _items = [x for x in _items if str(x).strip()] if isinstance(_items, list) else []
+if _conds:
+    _rows = globals().get("rows")
+    _rows = [r for r in (_rows if isinstance(_rows, list) else _items) if isinstance(r, dict)]
+    def _meets(r):
+        for k, v, kind in _conds:
+            x = str(r.get(k, "")).strip().lower()
+            if not (x.startswith(v.lower()) if kind in ("month", "prefix") else x == v.lower()):
+                return False
+        return True
+    _kept = [r for r in _rows if _meets(r)]
+    _long = max(_kept[0], key=lambda k: sum(len(str(r.get(k, ""))) for r in _kept[:50])) if _kept else None
+    _items = [str(r.get(_long, "")) for r in _kept]
 if 0 < len(_items) <= {cap}:
     print("LABELLED " + json.dumps([len(_items), collections.Counter(classify(_items)).most_common()]))
 """
@@ -551,11 +564,19 @@ if 0 < len(_items) <= {cap}:
 def label_counts(state: RLMState, ctx: RunSettings) -> tuple[str | None, Charges]:
     """How many of the context's items the sub-model gives each label the question lists ("its
     sentiment, one of: positive, negative, neutral"), by the runner's own ``classify()`` run outside
-    the record, as a note; None when the question lists no labels, the context is not a collection of
-    at most LABEL_ITEMS_MAX items, or the sandbox or the budget refused."""
-    if not re.search(r"\bone of\b", state.get("query", ""), re.IGNORECASE):
+    the record, as a note. When the question states conditions on the items' fields (the worker's
+    ``named_values``: "the instances of user 48213", "the lines from 2022-03"), only the items that
+    meet them all are labelled, by their longest field (the text). None when the question lists no
+    labels, names an id or a date that is not such a condition, the items are not a collection of at
+    most LABEL_ITEMS_MAX, or the sandbox or the budget refused."""
+    query = state.get("query", "")
+    if not re.search(r"\bone of\b", query, re.IGNORECASE):
         return None, Charges()
-    out, charges = peek_code(state, ctx, _LABELS_RUN.format(cap=LABEL_ITEMS_MAX))
+    named = [list(c) for c in (state.get("context_meta") or {}).get("named_values") or []
+             if isinstance(c, (list, tuple)) and len(c) == 3]
+    if not named and re.search(r"\d", label_scope_words(query)):
+        return None, Charges()  # about some of the items, which the runner cannot pick
+    out, charges = peek_code(state, ctx, _LABELS_RUN.format(conds=named, cap=LABEL_ITEMS_MAX))
     found = re.search(r"^LABELLED (.+)$", out or "", re.MULTILINE)
     if not found:
         return None, charges
@@ -564,7 +585,25 @@ def label_counts(state: RLMState, ctx: RunSettings) -> tuple[str | None, Charges
         shown = "\n".join(f"  {label}: {int(k)}" for label, k in counts)
     except (ValueError, TypeError):
         return None, charges
+    if named:
+        scope = " and ".join(f"{k} {'starting with' if kind in ('month', 'prefix') else '=='} {v if kind == 'number' else repr(v)}"
+                             for k, v, kind in named)
+        return prompts.SCOPED_LABELS_NOTE.format(n=n, scope=scope, counts=shown), charges
     return prompts.LABELS_NOTE.format(n=n, counts=shown), charges
+
+
+def asks_label_counts(query: str) -> bool:
+    """True if the question lists the labels its items take ("its sentiment, one of: positive,
+    negative, neutral") and asks how many items have one, or which is the most common."""
+    rest = label_scope_words(query)
+    return (bool(re.search(r"\bone of\b", query, re.IGNORECASE))
+            and re.search(r"\bhow many\b|\bcount\b|\bnumber of\b|\bmost (?:common|frequent|often)\b", rest) is not None)
+
+
+def label_scope_words(query: str) -> str:
+    """The question without its list of labels and their explanations (lower-cased): what is left
+    says which items it is about ("the instances of user 59117") and what it asks."""
+    return re.sub(r"\bone of\b:?[^.?!;]*", " ", re.sub(r"\([^)]*\)", "", query), flags=re.IGNORECASE).lower()
 
 
 #: The worker's note on a capitalised literal compared with lower-cased text (sandboxes/worker.py, _audit).

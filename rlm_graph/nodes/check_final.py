@@ -34,7 +34,7 @@ from rlm_graph.graph.answers import (
 )
 from rlm_graph.graph.parsing import find_final
 from rlm_graph.graph.ledger import BudgetSpent
-from rlm_graph.graph.runtime import Charges, budgeted_call, close_session, field_count, judge_answer, judge_note, judgement_kind, lowered_literals, lowered_rerun, open_session, peek, peek_code, reached_limit, run_account, settings_of
+from rlm_graph.graph.runtime import Charges, budgeted_call, close_session, field_count, judge_answer, judge_note, judgement_kind, label_scope_words, lowered_literals, lowered_rerun, open_session, peek, peek_code, reached_limit, run_account, settings_of
 from rlm_graph.graph.settings import Limits, RLMContext
 from rlm_graph.graph.state import RLMState, add_usage
 from rlm_graph.models.calls import ContextOverflow
@@ -215,7 +215,7 @@ def _untested_note(state: RLMState, answer: str) -> str | None:
     if not missing and not extra:
         return None
     source = "rows" if (state.get("context_meta") or {}).get("rows") else "context"
-    tests = " and ".join(f"r[{k!r}].startswith({v!r})" if kind in ("month", "prefix") else f"r[{k!r}] == {v!r}" for k, v, kind in named)
+    tests = " and ".join(_test_code(c) for c in named)
     said = "; ".join(part for part in (
         f"never tests {' and '.join(_condition(c) for c in missing)}" if missing else "",
         f"also tests {' and '.join(f'{k} == {v!r}' for k, v in extra)}, which the question does not ask" if extra else "") if part)
@@ -224,7 +224,16 @@ def _untested_note(state: RLMState, answer: str) -> str | None:
 
 def _condition(c: list[str]) -> str:
     key, value, kind = c
-    return f"{key} {'in' if kind == 'month' else 'starting with' if kind == 'prefix' else '=='} {value!r}"
+    shown = value if kind == "number" else repr(value)
+    return f"{key} {'in' if kind == 'month' else 'starting with' if kind == 'prefix' else '=='} {shown}"
+
+
+def _test_code(c: list[str]) -> str:
+    """The test of one named condition on a row ``r``, as code: r['date'].startswith('2024-03'), r['user'] == 48213."""
+    key, value, kind = c
+    if kind in ("month", "prefix"):
+        return f"r[{key!r}].startswith({value!r})"
+    return f"r[{key!r}] == {int(value) if kind == 'number' else value!r}"
 
 
 def _unasked(code: str, query: str, named: list[list[str]]) -> list[tuple[str, str]]:
@@ -702,14 +711,13 @@ def _runner_counts(state: RLMState) -> set[str]:
 
 
 def _label_answer(state: RLMState) -> str | None:
-    """The answer the runner's label counts over the whole context give (see runtime.label_counts),
-    for a run that ends at a limit after them: the count of the one label the question names, or
-    the most common label. None when no such note was shown, or when the question names an id or a
-    date (it may be about some of the items: "the instances of user 59117")."""
+    """The answer the runner's label counts give (see runtime.label_counts), for a run that ends at a
+    limit after them: the count of the one label the question names, or the most common label. None
+    when no such note was shown, or when the question names an id or a date (it may be about some of
+    the items: "the instances of user 59117") and the counts were not of the items that meet its conditions."""
     notes = _notes_with(state, prompts.LABELS_MARK)
-    query = state.get("query", "")
-    rest = re.sub(r"\bone of\b:?[^.?!;]*", " ", re.sub(r"\([^)]*\)", "", query), flags=re.IGNORECASE).lower()
-    if not notes or re.search(r"\d", rest):
+    rest = label_scope_words(state.get("query", ""))
+    if not notes or (re.search(r"\d", rest) and prompts.SCOPED_LABELS_MARK not in notes[-1]):
         return None
     counts = re.findall(r"^  ([^:\n]+): (\d+)$", notes[-1].split(prompts.LABELS_MARK, 1)[1], re.MULTILINE)
     named = [n for label, n in counts if re.search(rf"(?<![\w-]){re.escape(label.lower())}(?![\w-])", rest)]

@@ -13,7 +13,7 @@ from rlm_graph.graph.bindings import Bindings, RunSettings
 from rlm_graph.graph.answers import key_terms, search_hint
 from rlm_graph.graph.parsing import FinalCall, code_blocks, find_final, normalize_code
 from rlm_graph.graph.ledger import BudgetSpent
-from rlm_graph.graph.runtime import Charges, budgeted_call, judge_note, judgement_kind, label_counts, peek, run_account, settings_of
+from rlm_graph.graph.runtime import Charges, asks_label_counts, budgeted_call, judge_note, judgement_kind, label_counts, peek, run_account, settings_of
 from rlm_graph.graph.settings import Limits, RLMContext
 from rlm_graph.graph.state import RLMState, add_usage
 from rlm_graph.models.calls import ContextOverflow
@@ -120,12 +120,23 @@ def generate(state: RLMState, runtime: Runtime[RLMContext], *, defaults: Binding
     ctx = settings_of(runtime, defaults)
     limits = Limits.from_dict(state.get("limits"))
     iteration = int(state.get("iteration") or 0) + 1
+    shown: tuple[dict[str, Any], ...] = ()
+    spent_before = Charges()
+    if (ctx.answer_check and len(state.get("cells") or []) == 1 and not _sent(state, prompts.LABELS_MARK)
+            and asks_label_counts(state.get("query", ""))):
+        # a question about the labels of the items (how many have one, which is the most common): after
+        # the model's first look at the data, the runner's label counts (of the items the question's
+        # conditions keep) come with its output. Left to itself, the 1.5B model searched the texts for
+        # the label words, which they never contain, and looped.
+        counts, spent_before = label_counts(state, ctx)
+        if counts:
+            shown = ({"role": "user", "content": counts.strip()},)
     try:
         reply = budgeted_call(
             run_account(state),
             f"turn{iteration}",
             ctx.model,
-            conversation(state, limits, tools=describe_tools(ctx.tools)),
+            conversation(state, limits, tools=describe_tools(ctx.tools)) + [HumanMessage(m["content"]) for m in shown],
             label=ctx.model_label,
             ctx=ctx,
             stop=prompts.STOP_SEQUENCES,
@@ -138,9 +149,10 @@ def generate(state: RLMState, runtime: Runtime[RLMContext], *, defaults: Binding
     update: dict[str, Any] = {
         "iteration": iteration,
         "usage": reply.usage,
-        "messages": ({"role": "assistant", "content": text or "(empty reply)"},),
+        "messages": shown + ({"role": "assistant", "content": text or "(empty reply)"},),
         "proposed": None,
     }
+    _charge(update, spent_before)
     blocks = code_blocks(text)
     final = find_final(text)
     in_code = _BARE_FINAL.fullmatch(blocks[-1]) if final is None and blocks else None

@@ -190,8 +190,9 @@ def _meta(meta: dict[str, Any]) -> dict[str, Any]:
     named = meta.get("named_values")
     if isinstance(named, list):  # the conditions the question states on the table's fields: [field, value, kind]
         out["named_values"] = [[safe_text(str(c[0])[:MAX_VAR_NAME]), safe_text(str(c[1])[:80]), c[2]] for c in named[:6]
-                               if isinstance(c, list) and len(c) == 3 and c[2] in ("eq", "month", "prefix")
-                               and (c[2] != "month" or _MONTH.fullmatch(str(c[1])) is not None)]
+                               if isinstance(c, list) and len(c) == 3 and c[2] in ("eq", "month", "prefix", "number")
+                               and (c[2] != "month" or _MONTH.fullmatch(str(c[1])) is not None)
+                               and (c[2] != "number" or re.fullmatch(r"\d{1,18}", str(c[1])) is not None)]
     lists = meta.get("lists")
     if isinstance(lists, dict):  # the named lists the worker built: name -> item count
         out["lists"] = {safe_text(str(name)[:MAX_VAR_NAME]): n for name, n in list(lists.items())[:20]

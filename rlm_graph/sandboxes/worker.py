@@ -1722,10 +1722,88 @@ _ACCESS_KEYS = ("client", "user", "time", "method", "path", "status", "bytes", "
 _KV_PAIR = re.compile(r'([A-Za-z_][\w.-]*)=("(?:[^"\\]|\\.)*"|\S*)')
 
 
+#: A chat log line: "[2022-01-05] <48213> text" (a date or time in brackets, a nick in angle brackets).
+_CHAT_LINE = re.compile(r"^\[([^\]]{4,40})\]\s*<([^<>\s]{1,40})>\s+(\S.*)$")
+#: A field that names itself: "User: 48213", "Instance: What is ...".
+_NAMED_FIELD = re.compile(r"^([A-Za-z][A-Za-z_ ]{0,20}?):\s*(.*)$", re.DOTALL)
+#: A field written as a word and an id: "user 48213", "id 7".
+_WORD_ID = re.compile(r"^([A-Za-z]{2,20})\s+#?(\d[\w.-]{0,30})$")
+#: A day in the forms lines write: 2022-01-05 (a time may follow), Jan 05, 2022, 5 January 2022, 2022/01/05.
+_DAY_FORMS = (re.compile(r"^(\d{4})-(\d{2})-(\d{2})(?:[T ][\d:.]+Z?)?$"),
+              re.compile(r"^([A-Za-z]{3,9})\.? (\d{1,2}),? (\d{4})$"),
+              re.compile(r"^(\d{1,2}) ([A-Za-z]{3,9})\.?,? (\d{4})$"),
+              re.compile(r"^(\d{4})/(\d{2})/(\d{2})$"))
+
+
+def _iso_day(text: str):
+    """``text`` as an ISO day ("Jan 05, 2022" -> "2022-01-05"; an ISO date, with its time, as it is), or None."""
+    text = text.strip()
+    for k, form in enumerate(_DAY_FORMS):
+        m = form.match(text)
+        if not m:
+            continue
+        if k == 0:
+            return text
+        if k == 3:
+            y, mo, d = m.groups()
+        else:
+            name, d, y = (m.group(1), m.group(2), m.group(3)) if k == 1 else (m.group(2), m.group(1), m.group(3))
+            months = [x[:3] for x in _MONTH_NAMES]
+            if name[:3].lower() not in months or (len(name) > 3 and not _MONTH_NAMES[months.index(name[:3].lower())].startswith(name.lower())):
+                return None
+            mo = months.index(name[:3].lower()) + 1
+        if 1 <= int(mo) <= 12 and 1 <= int(d) <= 31:
+            return "%s-%02d-%02d" % (y, int(mo), int(d))
+    return None
+
+
+def _field_line(line: str):
+    """A line of metadata fields and a text as a dict, or None: "[2022-01-05] <48213> text" (date,
+    user, text), "Date: Jan 05, 2022 || User: 48213 || Instance: text" (each field by its name), or
+    "2022-01-05 | user 48213 | text" (a date, a word and its id, the text last). Days become ISO dates
+    (so a month is a prefix: r['date'].startswith('2022-03')), ids numbers. The 1.5B model, asked about
+    one user's lines, split such lines by hand and kept the wrong part; `rows` gives it r['user']."""
+    m = _CHAT_LINE.match(line)
+    if m:
+        day = _iso_day(m.group(1))
+        return {"date": day, "user": _number(m.group(2)), "text": m.group(3).strip()} if day else None
+    sep = " || " if " || " in line else " | " if " | " in line else None
+    if sep is None:
+        return None
+    parts = [part.strip() for part in line.strip().split(sep)]
+    if len(parts) < 3:
+        return None
+    row: dict = {}
+    all_named = True  # "Key: value" fields so far: the last is one too ("Instance: ..."), else it is the text
+    for i, part in enumerate(parts):
+        named, word_id = _NAMED_FIELD.match(part), _WORD_ID.match(part)
+        day = _iso_day(part)
+        last = i == len(parts) - 1
+        if day and "date" not in row:
+            key, value = "date", day
+        elif word_id and not last:
+            key, value = word_id.group(1).lower(), _number(word_id.group(2))
+        elif named and (all_named or not last):
+            key = re.sub(r"\s+", "_", named.group(1).strip().lower())
+            value = named.group(2).strip()
+            value = _iso_day(value) or value if "date" in key or key in ("day", "when") else _number(value)
+        elif i >= 2 and row:
+            key, value = "text", sep.join(parts[i:])  # the text may hold the separator itself
+        else:
+            return None
+        if key in row:
+            return None
+        all_named = all_named and bool(named) and key != "text"
+        row[key] = value
+        if key == "text":
+            break
+    return row if len(row) >= 3 else None
+
+
 def _log_line(line: str):
     """One log line as a dict of its fields (numbers parsed), or None when it has no known layout:
-    an access log line (Common or Combined Log Format), or logfmt (two or more key=value pairs that
-    make up the line)."""
+    an access log line (Common or Combined Log Format), logfmt (two or more key=value pairs that
+    make up the line), or metadata fields and a text (see :func:`_field_line`)."""
     m = _ACCESS_LINE.match(line)
     if m:
         row = dict(zip(_ACCESS_KEYS, m.groups()))
@@ -1739,7 +1817,7 @@ def _log_line(line: str):
     pairs = _KV_PAIR.findall(line)
     if len(pairs) >= 2 and sum(len(k) + len(v) + 1 for k, v in pairs) >= 0.8 * len(line.replace(" ", "")):
         return {k: (v[1:-1] if v.startswith('"') and v.endswith('"') and len(v) >= 2 else _number(v)) for k, v in pairs}
-    return None
+    return _field_line(line)
 
 
 def _log_rows(value, meta: dict):
@@ -1781,7 +1859,9 @@ def _named_values(table, question: str) -> list:
     """The conditions a question states on a table's fields: ``[field, value, "eq"]`` for a field's
     text value the question writes (in any case: "SUMMIT GOODS" for 'Summit Goods'), ``[field,
     "2024-03", "month"]`` for a month it names on a field of ISO dates, ``[field, "/api/cart",
-    "prefix"]`` for a path it writes that starts some of a field's values. At most six. The 1.5B
+    "prefix"]`` for a path it writes that starts some of a field's values, ``[field, "48213",
+    "number"]`` for a whole number it writes after the field's name ("user 48213") that the field
+    holds. At most six. The 1.5B
     model, asked for the orders "in region central placed by SUMMIT GOODS", filtered on the region
     alone and answered with the whole region's total."""
     q = " ".join(str(question or "").lower().split())
@@ -1797,6 +1877,11 @@ def _named_values(table, question: str) -> list:
     sample = table[:5000]
     out = []
     for key in table[0]:
+        # an id the question writes after the field's name: "user 48213", "user id 48213", "user #48213"
+        named_ids = re.findall(r"(?<![\w-])%s(?:\s+id)?\s*[#:]?\s*(\d{1,18})(?![\w.-])" % re.escape(str(key).lower()), q)
+        if named_ids:
+            ids = {v for r in sample if isinstance(r, dict) and isinstance(v := r.get(key), int) and not isinstance(v, bool)}
+            out += [[str(key), n, "number"] for n in dict.fromkeys(named_ids) if int(n) in ids]
         values = {v for r in sample if isinstance(r, dict) and isinstance(v := r.get(key), str) and v.strip()}
         if paths and values:
             # a path the question names, as the prefix of a field's values ("/api/cart" for /api/cart/123)
