@@ -804,6 +804,43 @@ def test_a_loop_on_a_question_that_lists_its_labels_is_shown_the_runners_label_c
     assert LABELS_MARK not in srv.root_requests()[2]["prompt"] and not srv.sub_requests()
 
 
+def test_a_question_about_one_users_labels_gets_the_runners_counts_of_that_users_items(rlm_for: Any) -> None:
+    """After the model's first look at the data, a question that lists its labels and asks how many of one
+    user's lines have one is shown how the sub-model labels that user's texts (the lines parsed into
+    `rows`, kept by the question's user id); the count is the runner's own, and a run that loops on
+    ends with it."""
+    from rlm_graph.graph.prompts import LABELS_MARK, SCOPED_LABELS_MARK
+
+    def sub(prompt: str) -> str:
+        if "Item: " not in prompt:
+            return "number"  # the form check
+        return "neutral" if "box" in prompt.split("Item: ", 1)[1] else "negative"
+
+    lines = [f"[2022-01-{i % 28 + 1:02d}] <{48213 if i % 5 == 0 else 50000 + i}> {'It came in a box' if i % 3 == 0 else 'It broke'}"
+             for i in range(40)]
+    question = ("A text's label is its sentiment, one of: positive, negative, neutral. "
+                "How many of the lines of user 48213 have the label 'neutral'?")
+    mine = [line for line in lines if "<48213>" in line]
+    want = str(sum("box" in line for line in mine))
+    look = repl("print(rows[:2])")
+    rlm, srv = rlm_for([look, f"FINAL({want})"], sub=sub, answer_check=True)
+    result = rlm.completion("\n".join(lines), question)
+    note = srv.root_requests()[1]["prompt"]
+    assert note.startswith(LABELS_MARK + f" of the {len(mine)} items of `context` {SCOPED_LABELS_MARK} (user == 48213;")
+    assert f"\n  neutral: {want}\n" in note
+    labelled = [r for r in srv.sub_requests() if "Item: " in r["prompt"]]
+    assert len(labelled) == len(mine) and all("It " in r["prompt"].split("Item: ", 1)[1] for r in labelled)
+    assert result.answer == want and result.confirmed and result.cells == 1
+    # a model that loops on ends with the runner's count (unconfirmed)
+    rlm, srv = rlm_for([look, look, look, "The answer is not-the-runner's."], sub=sub, answer_check=True)
+    result = rlm.completion("\n".join(lines), question)
+    assert result.stopped_by == "stuck_loop" and not result.confirmed and result.answer == want
+    # a user the data does not hold: no condition the runner can apply, so no counts
+    rlm, srv = rlm_for([look, "FINAL(0)"], sub=sub, answer_check=True)
+    rlm.completion("\n".join(lines), question.replace("48213", "99999"))
+    assert LABELS_MARK not in srv.root_requests()[1]["conversation"] and not [r for r in srv.sub_requests() if "Item: " in r["prompt"]]
+
+
 def test_the_classify_helper_is_offered_only_when_asked_and_only_for_a_context_of_short_texts() -> None:
     from rlm_graph.graph import prompts as P
 

@@ -201,6 +201,9 @@ def _untested_note(state: RLMState, answer: str) -> str | None:
     named = _named_conditions(state)
     if not named or not _NUMBER_ANSWER.fullmatch(answer):
         return None
+    if any(_same_value(answer, n) for note in _notes_with(state, prompts.SCOPED_LABELS_MARK)
+           for n in re.findall(r"^  [^:\n]+: (\d+)$", note, re.MULTILINE)):
+        return None  # the runner's own label count of the items that meet the conditions
     cells = state.get("cells") or []
     # the code up to the cell that printed the answer (the 1.5B model printed the largest order of all,
     # filtered by the customer two cells later, and answered the first value again); all of it when no

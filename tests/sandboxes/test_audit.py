@@ -339,6 +339,32 @@ def test_an_access_log_or_a_logfmt_log_is_also_given_as_rows(sandbox: Start, tmp
         assert "log_keys" not in _loaded(sandbox, tmp_path, text).context_meta
 
 
+def test_lines_of_metadata_fields_and_a_text_are_given_as_rows(sandbox: Start, tmp_path: Path) -> None:
+    # The 1.5B model, asked about one user's lines, split such lines by hand and kept the wrong part.
+    texts = ["Great value: sturdy and well made.", "It came in a | box.", "Broke after a day."]
+    layouts = {
+        "chat": lambda i: f"[2022-0{i % 3 + 1}-1{i % 9}] <{48213 if i % 4 == 0 else 50000 + i}> {texts[i % 3]}",
+        "named": lambda i: f"Date: {['Jan', 'Feb', 'Mar'][i % 3]} 1{i % 9}, 2022 || User: {48213 if i % 4 == 0 else 50000 + i} || Instance: {texts[i % 3]}",
+        "bars": lambda i: f"2022-0{i % 3 + 1}-1{i % 9} | user {48213 if i % 4 == 0 else 50000 + i} | {texts[i % 3]}",
+    }
+    question = "How many of the lines of user 48213 from February 2022 have the label 'neutral'?"
+    for name, line in layouts.items():
+        path = tmp_path / f"{name}.txt"
+        path.write_text("\n".join(line(i) for i in range(40)), encoding="utf-8")
+        session = sandbox()
+        meta = session.load_context(path, "text", question=question)
+        text_key = "instance" if name == "named" else "text"
+        assert meta["log_keys"] == ["date", "user", text_key] and meta["rows"] == 40, name
+        # days as ISO dates, ids as numbers, a text that holds the separator whole; the question's user and month
+        assert meta["named_values"] == [["date", "2022-02", "month"], ["user", "48213", "number"]], name
+        out = run(session, 0, f"print(rows[1]['date'], rows[0]['user'] + 1, rows[1]['{text_key}'])").stdout
+        assert out == "2022-02-11 48214 It came in a | box.\n", name
+    # the same words with no id after them, or an id the field does not hold: no number condition
+    session = sandbox()
+    assert session.load_context(tmp_path / "bars.txt", "text", question="How many users wrote 48213 reviews?").get("named_values") is None
+    assert session.load_context(tmp_path / "bars.txt", "text", question="What did user 99999 write?").get("named_values") is None
+
+
 def test_a_cell_that_replaces_the_parsed_rows_and_finds_nothing_gets_them_back(sandbox: Start, tmp_path: Path) -> None:
     # Seen on the 1.5B model (dev-logs-status-text): it parsed the access log itself over `rows` (a date under
     # 'method'), counted 0 and answered 0.

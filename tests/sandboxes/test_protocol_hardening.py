@@ -174,6 +174,10 @@ def test_a_loaded_contexts_conditions_are_checked_before_the_host_reads_them() -
     assert meta["named_values"] == [["region", "x" * 80, "eq"], ["date", "2024-03", "month"]]
     meta = parse(json.dumps({"type": "loaded", "meta": {"named_values": [["path", "/api", "prefix"]] * 9}}))["meta"]
     assert meta["named_values"] == [["path", "/api", "prefix"]] * 6  # at most six
+    # a number condition is written into code as int(value): digits only
+    named = [["user", "48213", "number"], ["user", "4e3", "number"], ["user", "1)+exec(x", "number"], ["user", "", "number"]]
+    meta = parse(json.dumps({"type": "loaded", "meta": {"named_values": named}}))["meta"]
+    assert meta["named_values"] == [["user", "48213", "number"]]
 
 
 # -- code the host cannot send -------------------------------------------------------------------
