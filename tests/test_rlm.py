@@ -804,7 +804,7 @@ def test_a_loop_on_a_question_that_lists_its_labels_is_shown_the_runners_label_c
     assert LABELS_MARK not in srv.root_requests()[2]["prompt"] and not srv.sub_requests()
 
 
-def test_a_question_about_one_users_labels_gets_the_runners_counts_of_that_users_items(rlm_for: Any) -> None:
+def test_a_question_about_one_users_labels_gets_the_runners_counts_of_that_users_items(rlm_for: Any, tmp_path: Path) -> None:
     """After the model's first look at the data, a question that lists its labels and asks how many of one
     user's lines have one is shown how the sub-model labels that user's texts (the lines parsed into
     `rows`, kept by the question's user id); the count is the runner's own, and a run that loops on
@@ -823,11 +823,15 @@ def test_a_question_about_one_users_labels_gets_the_runners_counts_of_that_users
     mine = [line for line in lines if "<48213>" in line]
     want = str(sum("box" in line for line in mine))
     look = repl("print(rows[:2])")
-    rlm, srv = rlm_for([look, f"FINAL({want})"], sub=sub, answer_check=True)
+    rlm, srv = rlm_for([look, f"FINAL({want})"], sub=sub, answer_check=True, log_dir=tmp_path)
     result = rlm.completion("\n".join(lines), question)
     note = srv.root_requests()[1]["prompt"]
+    # the trajectory log shows the note in the turn that saw it
+    records = [json.loads(line) for f in tmp_path.glob("*.jsonl") for line in f.read_text().splitlines()]
+    turn2 = [r for r in records if r["type"] == "iteration" and r["iteration"] == 2]
+    assert [m["content"] for m in turn2[0]["prompt"]][-1] == note
     assert note.startswith(LABELS_MARK + f" of the {len(mine)} items of `context` {SCOPED_LABELS_MARK} (user == 48213;")
-    assert f"\n  neutral: {want}\n" in note
+    assert f"\n  neutral: {want}\n" in note and note.endswith(f"For this question that is: FINAL({want})")
     labelled = [r for r in srv.sub_requests() if "Item: " in r["prompt"]]
     assert len(labelled) == len(mine) and all("It " in r["prompt"].split("Item: ", 1)[1] for r in labelled)
     assert result.answer == want and result.confirmed and result.cells == 1

@@ -246,6 +246,8 @@ SCOPED_LABELS_NOTE = (
     "their texts, with the labels the question lists); how many of them got each label:\n{counts}\nThis answers "
     "the question: reply with FINAL and the value."
 )
+#: Ends a label-counts note when the counts answer the question (runtime.label_value).
+LABELS_VALUE = "\nFor this question that is: FINAL({value})"
 
 UNCOUNTED_NOTE = (
     "Your answer {answer} is not a number your code printed: no output line shows it as a result. Compute "

@@ -585,11 +585,27 @@ def label_counts(state: RLMState, ctx: RunSettings) -> tuple[str | None, Charges
         shown = "\n".join(f"  {label}: {int(k)}" for label, k in counts)
     except (ValueError, TypeError):
         return None, charges
+    value = label_value(query, [(str(label), int(k)) for label, k in counts])
     if named:
         scope = " and ".join(f"{k} {'starting with' if kind in ('month', 'prefix') else '=='} {v if kind == 'number' else repr(v)}"
                              for k, v, kind in named)
-        return prompts.SCOPED_LABELS_NOTE.format(n=n, scope=scope, counts=shown), charges
-    return prompts.LABELS_NOTE.format(n=n, counts=shown), charges
+        note = prompts.SCOPED_LABELS_NOTE.format(n=n, scope=scope, counts=shown)
+    else:
+        note = prompts.LABELS_NOTE.format(n=n, counts=shown)
+    return note + (prompts.LABELS_VALUE.format(value=value) if value is not None else ""), charges
+
+
+def label_value(query: str, counts: list[tuple[str, int]]) -> str | None:
+    """What label counts (most common first) answer: the count of the one label a how-many question
+    names, or the most common label; None for another question. Told "this answers it" with the
+    counts alone, the 1.5B model answered a most-common question with the top count (14)."""
+    rest = label_scope_words(query)
+    named = [n for label, n in counts if re.search(rf"(?<![\w-]){re.escape(label.lower())}(?![\w-])", rest)]
+    if len(named) == 1 and re.search(r"\bhow many\b|\bcount\b|\bnumber of\b", rest):
+        return str(named[0])
+    if counts and not named and re.search(r"\bmost (?:common|frequent|often)\b", rest):
+        return counts[0][0]
+    return None
 
 
 def asks_label_counts(query: str) -> bool:

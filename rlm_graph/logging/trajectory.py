@@ -165,6 +165,8 @@ class _RunRecorder:
         if "messages" not in update:
             self.partial = True  # the graph streamed only this run's output keys
         at = next((i for i, m in enumerate(messages) if m.get("role") == "assistant"), None)
+        # a note the runner added before the model's turn (its label counts) is part of what the turn saw
+        self._take_user_messages(messages[:at] if at is not None else [])
         usage = update.get("usage") or {}
         self.current = self._new(update.get("iteration"), start=self.last_event)
         self.current.update(

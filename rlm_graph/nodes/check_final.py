@@ -34,7 +34,7 @@ from rlm_graph.graph.answers import (
 )
 from rlm_graph.graph.parsing import find_final
 from rlm_graph.graph.ledger import BudgetSpent
-from rlm_graph.graph.runtime import Charges, budgeted_call, close_session, field_count, judge_answer, judge_note, judgement_kind, label_scope_words, lowered_literals, lowered_rerun, open_session, peek, peek_code, reached_limit, run_account, settings_of
+from rlm_graph.graph.runtime import Charges, budgeted_call, close_session, field_count, judge_answer, judge_note, judgement_kind, label_scope_words, label_value, lowered_literals, lowered_rerun, open_session, peek, peek_code, reached_limit, run_account, settings_of
 from rlm_graph.graph.settings import Limits, RLMContext
 from rlm_graph.graph.state import RLMState, add_usage
 from rlm_graph.models.calls import ContextOverflow
@@ -723,12 +723,7 @@ def _label_answer(state: RLMState) -> str | None:
     if not notes or (re.search(r"\d", rest) and prompts.SCOPED_LABELS_MARK not in notes[-1]):
         return None
     counts = re.findall(r"^  ([^:\n]+): (\d+)$", notes[-1].split(prompts.LABELS_MARK, 1)[1], re.MULTILINE)
-    named = [n for label, n in counts if re.search(rf"(?<![\w-]){re.escape(label.lower())}(?![\w-])", rest)]
-    if len(named) == 1 and re.search(r"\bhow many\b|\bcount\b|\bnumber of\b", rest):
-        return named[0]
-    if counts and not named and re.search(r"\bmost (?:common|frequent|often)\b", rest):
-        return counts[0][0]
-    return None
+    return label_value(state.get("query", ""), [(label, int(n)) for label, n in counts])
 
 
 def _field_recount(state: RLMState, ctx: RunSettings, answer: str) -> tuple[str | None, dict[str, Any]]:
