@@ -839,6 +839,7 @@ def test_a_question_about_one_users_labels_gets_the_runners_counts_of_that_users
     rlm, srv = rlm_for([look, look, look, "The answer is not-the-runner's."], sub=sub, answer_check=True)
     result = rlm.completion("\n".join(lines), question)
     assert result.stopped_by == "stuck_loop" and not result.confirmed and result.answer == want
+    assert len([r for r in srv.sub_requests() if "Item: " in r["prompt"]]) == len(mine)  # labelled once, not again at the loop
     # a user the data does not hold: no condition the runner can apply, so no counts
     rlm, srv = rlm_for([look, "FINAL(0)"], sub=sub, answer_check=True)
     rlm.completion("\n".join(lines), question.replace("48213", "99999"))

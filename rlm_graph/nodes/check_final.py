@@ -820,7 +820,8 @@ def _forced_final(state: RLMState, ctx: RunSettings, limits: Limits, limit: str)
     tested = _tested_value(state) if ctx.answer_check and labelled is None and len(counts) != 1 and not is_lookup(query) else None
     if tested is not None:
         answer = tested
-    lookup = is_lookup(query) and tested is None
+    # (the runner's label counts answer a "Which label is the most common" question: no lookup steps after them)
+    lookup = is_lookup(query) and tested is None and labelled is None
     subject = _subject_named(query, answer) if ctx.answer_check and lookup and limit not in _SPEND_LIMITS else None
     read_by_runner = False
     if subject is not None:

@@ -171,7 +171,7 @@ def generate(state: RLMState, runtime: Runtime[RLMContext], *, defaults: Binding
         stuck = int(state.get("stuck") or 0) + 1
         note = prompts.STUCK_NOTE.format(search_hint=search_hint(state.get("query", "")))
         kind = judgement_kind(state) if ctx.answer_check else None
-        if stuck == 1 and not _sent(state, prompts.LABELS_MARK) and (labelled := _with_label_counts(state, ctx, note, update)):
+        if stuck == 1 and not shown and not _sent(state, prompts.LABELS_MARK) and (labelled := _with_label_counts(state, ctx, note, update)):
             # a question that lists its labels ("one of: positive, negative, neutral") looped on word
             # searches for the labels: show how the sub-model labels the items instead
             note = labelled
