@@ -840,6 +840,17 @@ def test_a_question_about_one_users_labels_gets_the_runners_counts_of_that_users
     result = rlm.completion("\n".join(lines), question)
     assert result.stopped_by == "stuck_loop" and not result.confirmed and result.answer == want
     assert len([r for r in srv.sub_requests() if "Item: " in r["prompt"]]) == len(mine)  # labelled once, not again at the loop
+    # a most-common question: the note gives the label, and FINAL(negative) is that word (no such variable),
+    # the runner's own value, not one the output never showed
+    most = question.replace("How many of the lines of user 48213 have the label 'neutral'?", "Which label is the most common among the lines of user 48213?")
+    rlm, srv = rlm_for([look, "FINAL(negative)"], sub=sub, answer_check=True)
+    result = rlm.completion("\n".join(lines), most)
+    assert srv.root_requests()[1]["prompt"].endswith("For this question that is: FINAL(negative)")
+    assert result.answer == "negative" and result.confirmed and len(srv.root_requests()) == 2
+    # ...and the top label's count, answered to it, is taken as that label (it is the note's number for it)
+    rlm, srv = rlm_for([look, "FINAL(5)"], sub=sub, answer_check=True)
+    result = rlm.completion("\n".join(lines), most)
+    assert result.answer == "negative" and result.confirmed and len(srv.root_requests()) == 2
     # a user the data does not hold: no condition the runner can apply, so no counts
     rlm, srv = rlm_for([look, "FINAL(0)"], sub=sub, answer_check=True)
     rlm.completion("\n".join(lines), question.replace("48213", "99999"))

@@ -370,6 +370,8 @@ def check_final(state: RLMState, runtime: Runtime[RLMContext], *, defaults: Bind
     proposed = state.get("proposed")
     if proposed is not None and not state.get("budget_hit"):
         answer = str(proposed.get("answer"))
+        if ctx.answer_check:
+            answer = _label_pick(state, answer)
         notes = int(state.get("answer_notes") or 0)
         if ctx.answer_check and notes < 2 and _filter_failed(state, answer) and reached_limit(limits, state, ctx) is None:
             # (not on the last iteration: a note there would run one turn past max_iterations)
@@ -395,7 +397,9 @@ def check_final(state: RLMState, runtime: Runtime[RLMContext], *, defaults: Bind
             spent = _spent(charges)
             return {"proposed": None, "answer_notes": notes + 1, "messages": ({"role": "user", "content": note},), **spent}
         # (small-model habits, like the other answer_check checks: a strong model's derived answer is left alone)
-        looks = ctx.answer_check and not missing and notes < 2 and not _context_is_query(state)
+        # (an answer the runner's own notes gave, its label counts' "FINAL(negative)", needs no grounding)
+        looks = (ctx.answer_check and not missing and notes < 2 and not _context_is_query(state)
+                 and not any(_same_value(answer, c) for c in _runner_counts(state)))
         wandered = never_looked(state.get("query", ""), _looked_at(state)) if looks and not _token_in(answer, _runner_said(state)) else None
         said = _runner_lines(state)  # the runner's hits count as lines the model read; "finds 4:" does not
         grounding = grounding_lines(state.get("query", ""), _seen_text(state) + "\n" + said) if looks and not wandered else None
@@ -482,7 +486,7 @@ def check_final(state: RLMState, runtime: Runtime[RLMContext], *, defaults: Bind
             # "First I will count the lines..." is a plan, not an answer: no model call needed to see it
             return {"proposed": None, "form_checks": checks + 1, "messages": ({"role": "user", "content": prompts.PLAN_NOTE},)}
         usage: dict[str, Any] = {}
-        if ctx.answer_check and checks < 2:
+        if ctx.answer_check and checks < 2 and not counted:  # (the runner's own value has the question's form)
             ok, reason, usage = _form_ok(state, ctx, answer)
             if not ok:
                 note = prompts.FORM_NOTE.format(answer=answer[:200], reason=reason or "wrong kind of value")
@@ -708,9 +712,30 @@ def _runner_counts(state: RLMState) -> set[str]:
     # with its label tests answered by the sub-model (the worker's _label_rerun)
     counts |= {m.group(1) for mark in (prompts.LOWERED_MARK, prompts.LABEL_RUN_MARK) for note in _notes_with(state, mark)
                for m in re.finditer(r"reply FINAL\((.+?)\)\.$", note, re.MULTILINE)}
-    # and the per-label counts of the runner's classify() over the context (see runtime.label_counts)
-    return counts | {m.group(1) for note in _notes_with(state, prompts.LABELS_MARK)
-                     for m in re.finditer(r"^  [^:\n]+: (\d+)$", note.split(prompts.LABELS_MARK, 1)[1], re.MULTILINE)}
+    # and the per-label counts of the runner's classify() over the context (see runtime.label_counts),
+    # with the value they give (a label, for a most-common question)
+    labels = _notes_with(state, prompts.LABELS_MARK)
+    counts |= {m.group(1) for note in labels for m in re.finditer(r"^  [^:\n]+: (\d+)$", note.split(prompts.LABELS_MARK, 1)[1], re.MULTILINE)}
+    return counts | {m.group(1) for note in labels for m in re.finditer(_LABELS_VALUE, note)}
+
+
+#: The value line that ends a label-counts note.
+_LABELS_VALUE = re.compile("^" + re.escape(prompts.LABELS_VALUE.strip().split("{")[0]) + r"(.+)\)$", re.MULTILINE)
+
+
+def _label_pick(state: RLMState, answer: str) -> str:
+    """The value the runner's label counts give when ``answer`` is another of the note's numbers: told
+    "numeric: 14 ... For this question that is: FINAL(numeric)", the 1.5B model answered 14 to "Which
+    label is the most common?" (and 5, another label's count, is a misread of "how many are neutral").
+    Any other answer is kept."""
+    notes = _notes_with(state, prompts.LABELS_MARK)
+    if not notes:
+        return answer
+    value = _LABELS_VALUE.search(notes[-1])
+    counts = re.findall(r"^  [^:\n]+: (\d+)$", notes[-1].split(prompts.LABELS_MARK, 1)[1], re.MULTILINE)
+    if value is None or _same_value(answer, value.group(1)) or not any(_same_value(answer, n) for n in counts):
+        return answer
+    return value.group(1)
 
 
 def _label_answer(state: RLMState) -> str | None:

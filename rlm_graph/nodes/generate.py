@@ -82,9 +82,11 @@ def _defined(name: str, state: RLMState, blocks: list[str]) -> bool:
     return any(re.search(rf"\b{re.escape(name)}\s*(=[^=]|,|\+=)|for\s+{re.escape(name)}\b|def\s+{re.escape(name)}\b", b) for b in blocks)
 
 
-def _shown(word: str, state: RLMState) -> bool:
-    """True if ``word`` appeared in a REPL output: FINAL(saffron) then means the word itself."""
-    return any(re.search(rf"\b{re.escape(word)}\b", c.get("stdout") or "") for c in state.get("cells") or [])
+def _shown(word: str, state: RLMState, notes: tuple[dict[str, Any], ...] = ()) -> bool:
+    """True if ``word`` appeared in a REPL output, or a runner's note (of the run, or ``notes`` shown this
+    turn) offered ``FINAL(word)``: FINAL(saffron) then means the word itself."""
+    return (any(re.search(rf"\b{re.escape(word)}\b", c.get("stdout") or "") for c in state.get("cells") or [])
+            or any(m.get("role") == "user" and f"FINAL({word})" in str(m.get("content")) for m in [*(state.get("messages") or []), *notes]))
 
 
 def _sent(state: RLMState, mark: str) -> bool:
@@ -210,7 +212,7 @@ def generate(state: RLMState, runtime: Runtime[RLMContext], *, defaults: Binding
         blocks = blocks[:1]
     if blocks or final is not None:
         update["stuck"] = 0  # a reply with neither (prose) keeps the count: A, prose, A, prose, A is a loop too
-    if final is not None and final.var is not None and (_defined(final.var, state, blocks) or not (final.var[0].isupper() or _shown(final.var, state))):
+    if final is not None and final.var is not None and (_defined(final.var, state, blocks) or not (final.var[0].isupper() or _shown(final.var, state, shown))):
         # FINAL(total): the variable's value; if there is none, the REPL says so and lists what exists.
         if not in_code:  # in code, FINAL(total) reads it already
             blocks.append(f"FINAL_VAR({final.var!r})")
