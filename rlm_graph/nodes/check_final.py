@@ -397,9 +397,9 @@ def check_final(state: RLMState, runtime: Runtime[RLMContext], *, defaults: Bind
             spent = _spent(charges)
             return {"proposed": None, "answer_notes": notes + 1, "messages": ({"role": "user", "content": note},), **spent}
         # (small-model habits, like the other answer_check checks: a strong model's derived answer is left alone)
-        # (an answer the runner's own notes gave, its label counts' "FINAL(negative)", needs no grounding)
+        # (an answer the runner's label counts gave, "FINAL(negative)", needs no grounding)
         looks = (ctx.answer_check and not missing and notes < 2 and not _context_is_query(state)
-                 and not any(_same_value(answer, c) for c in _runner_counts(state)))
+                 and not any(_same_value(answer, c) for c in _label_values(state)))
         wandered = never_looked(state.get("query", ""), _looked_at(state)) if looks and not _token_in(answer, _runner_said(state)) else None
         said = _runner_lines(state)  # the runner's hits count as lines the model read; "finds 4:" does not
         grounding = grounding_lines(state.get("query", ""), _seen_text(state) + "\n" + said) if looks and not wandered else None
@@ -486,7 +486,8 @@ def check_final(state: RLMState, runtime: Runtime[RLMContext], *, defaults: Bind
             # "First I will count the lines..." is a plan, not an answer: no model call needed to see it
             return {"proposed": None, "form_checks": checks + 1, "messages": ({"role": "user", "content": prompts.PLAN_NOTE},)}
         usage: dict[str, Any] = {}
-        if ctx.answer_check and checks < 2 and not counted:  # (the runner's own value has the question's form)
+        if ctx.answer_check and checks < 2 and not any(_same_value(answer, c) for c in _label_values(state)):
+            # (not for the value the runner's label counts gave: it has the question's form)
             ok, reason, usage = _form_ok(state, ctx, answer)
             if not ok:
                 note = prompts.FORM_NOTE.format(answer=answer[:200], reason=reason or "wrong kind of value")
@@ -714,8 +715,13 @@ def _runner_counts(state: RLMState) -> set[str]:
                for m in re.finditer(r"reply FINAL\((.+?)\)\.$", note, re.MULTILINE)}
     # and the per-label counts of the runner's classify() over the context (see runtime.label_counts),
     # with the value they give (a label, for a most-common question)
+    return counts | _label_values(state)
+
+
+def _label_values(state: RLMState) -> set[str]:
+    """The numbers of the runner's label-count notes and the value they give (see runtime.label_counts)."""
     labels = _notes_with(state, prompts.LABELS_MARK)
-    counts |= {m.group(1) for note in labels for m in re.finditer(r"^  [^:\n]+: (\d+)$", note.split(prompts.LABELS_MARK, 1)[1], re.MULTILINE)}
+    counts = {m.group(1) for note in labels for m in re.finditer(r"^  [^:\n]+: (\d+)$", note.split(prompts.LABELS_MARK, 1)[1], re.MULTILINE)}
     return counts | {m.group(1) for note in labels for m in re.finditer(_LABELS_VALUE, note)}
 
 
