@@ -851,6 +851,14 @@ def test_a_question_about_one_users_labels_gets_the_runners_counts_of_that_users
     rlm, srv = rlm_for([look, "FINAL(5)"], sub=sub, answer_check=True)
     result = rlm.completion("\n".join(lines), most)
     assert result.answer == "negative" and result.confirmed and len(srv.root_requests()) == 2
+    # records, a question about all of them: the runner's count is the answer, not a reason to judge the items again
+    records = [{"date": f"2022-01-{i + 1:02d}", "user": 50000 + i, "text": f"The kettle came in a plain box and it was on time, order {i}." if i % 3 == 0
+                else f"The kettle broke after {i + 2} days and I am not happy with it."} for i in range(12)]
+    count = question.replace("How many of the lines of user 48213", "How many of the records")
+    rlm, srv = rlm_for([repl("print(context[:2])"), "FINAL(4)"], sub=sub, answer_check=True)
+    result = rlm.completion(records, count)
+    assert srv.root_requests()[1]["prompt"].endswith("For this question that is: FINAL(4)")
+    assert result.answer == "4" and result.confirmed and len(srv.root_requests()) == 2
     # a user the data does not hold: no condition the runner can apply, so no counts
     rlm, srv = rlm_for([look, "FINAL(0)"], sub=sub, answer_check=True)
     rlm.completion("\n".join(lines), question.replace("48213", "99999"))

@@ -484,6 +484,8 @@ def judgement_kind(state: RLMState) -> str | None:
     meta = state.get("context_meta") or {}
     if not meta.get("text_items") or meta.get("field_values") or int(state.get("n_subcalls") or 0) > 0:
         return None
+    if any(prompts.LABELS_MARK in str(m.get("content")) for m in state.get("messages") or []):
+        return None  # the runner labelled the items already (label_counts, outside the record)
     query = state.get("query", "")
     if _COUNT_QUESTION.search(query):
         return "count"
