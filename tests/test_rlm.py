@@ -847,6 +847,11 @@ def test_a_question_about_one_users_labels_gets_the_runners_counts_of_that_users
     result = rlm.completion("\n".join(lines), most)
     assert srv.root_requests()[1]["prompt"].endswith("For this question that is: FINAL(negative)")
     assert result.answer == "negative" and result.confirmed and len(srv.root_requests()) == 2
+    # a reply that is only the offered value, fenced or not, is that answer
+    for reply in ("```\n5\n```", "5"):
+        rlm, srv = rlm_for([look, reply], sub=sub, answer_check=True)
+        result = rlm.completion("\n".join(lines), question.replace("'neutral'", "'negative'"))
+        assert result.answer == "5" and result.confirmed and len(srv.root_requests()) == 2, reply
     # ...and the top label's count, answered to it, is taken as that label (it is the note's number for it)
     rlm, srv = rlm_for([look, "FINAL(5)"], sub=sub, answer_check=True)
     result = rlm.completion("\n".join(lines), most)

@@ -89,6 +89,18 @@ def _shown(word: str, state: RLMState, notes: tuple[dict[str, Any], ...] = ()) -
             or any(m.get("role") == "user" and f"FINAL({word})" in str(m.get("content")) for m in [*(state.get("messages") or []), *notes]))
 
 
+def _offered_value(text: str, blocks: list[str], state: RLMState, notes: tuple[dict[str, Any], ...]) -> str | None:
+    """The value a reply gives alone (as its text, or as its one block's only line) when a runner's note
+    of the run offered exactly ``FINAL(value)``; else None."""
+    if len(blocks) > 1:
+        return None
+    value = (blocks[0] if blocks else re.sub(r"^```[\w-]*|```$", "", text.strip())).strip()
+    if not value or "\n" in value or len(value) > 100:
+        return None
+    offered = f"FINAL({value})"
+    return value if any(m.get("role") == "user" and offered in str(m.get("content")) for m in [*(state.get("messages") or []), *notes]) else None
+
+
 def _sent(state: RLMState, mark: str) -> bool:
     """True if a message of the run holds ``mark`` (the fixed first words of a once-only note)."""
     return any(mark in str(m.get("content")) for m in state.get("messages") or [])
@@ -157,6 +169,11 @@ def generate(state: RLMState, runtime: Runtime[RLMContext], *, defaults: Binding
     _charge(update, spent_before)
     blocks = code_blocks(text)
     final = find_final(text)
+    bare = _offered_value(text, blocks, state, shown) if final is None else None
+    if bare is not None:
+        # "```\n9\n```" (or "9") right after a runner's note offered FINAL(9): that answer, not code
+        # (the 1.5B model replied so twice to the label counts, then looped until the guard stopped it)
+        final, blocks = FinalCall(answer=bare), []
     in_code = _BARE_FINAL.fullmatch(blocks[-1]) if final is None and blocks else None
     if in_code:
         # ```repl FINAL(Kara)``` after the output showed Kara: the word, as in prose (as code it
