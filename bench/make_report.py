@@ -138,6 +138,7 @@ HELPER_MARKERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("a number from code that never tests a condition the question states: sent back", ("comes from code whose filter is not the question's",)),
     ("a filter test the question never names, found nothing: note", ("that test is your own, and with it",)),
     ("a slice of a table's raw text: note with rows[0]", ("that is a piece of the raw text",)),
+    ("runner's label counts of the items the question's fields pick (a user, a month)", ("that meet the question's conditions",)),
 )
 
 
