@@ -201,8 +201,7 @@ def _untested_note(state: RLMState, answer: str) -> str | None:
     named = _named_conditions(state)
     if not named or not _NUMBER_ANSWER.fullmatch(answer):
         return None
-    if any(_same_value(answer, n) for note in _notes_with(state, prompts.SCOPED_LABELS_MARK)
-           for n in re.findall(r"^  [^:\n]+: (\d+)$", note, re.MULTILINE)):
+    if any(_same_value(answer, n) for note in _notes_with(state, prompts.SCOPED_LABELS_MARK) for _, n in _label_counts_of(note)):
         return None  # the runner's own label count of the items that meet the conditions
     cells = state.get("cells") or []
     # the code up to the cell that printed the answer (the 1.5B model printed the largest order of all,
@@ -721,8 +720,12 @@ def _runner_counts(state: RLMState) -> set[str]:
 def _label_values(state: RLMState) -> set[str]:
     """The numbers of the runner's label-count notes and the value they give (see runtime.label_counts)."""
     labels = _notes_with(state, prompts.LABELS_MARK)
-    counts = {m.group(1) for note in labels for m in re.finditer(r"^  [^:\n]+: (\d+)$", note.split(prompts.LABELS_MARK, 1)[1], re.MULTILINE)}
-    return counts | {m.group(1) for note in labels for m in re.finditer(_LABELS_VALUE, note)}
+    return {n for note in labels for _, n in _label_counts_of(note)} | {m.group(1) for note in labels for m in _LABELS_VALUE.finditer(note)}
+
+
+def _label_counts_of(note: str) -> list[tuple[str, str]]:
+    """The (label, count) lines of a label-counts note, most common first."""
+    return re.findall(r"^  ([^:\n]+): (\d+)$", note.split(prompts.LABELS_MARK, 1)[-1], re.MULTILINE)
 
 
 #: The value line that ends a label-counts note.
@@ -738,8 +741,7 @@ def _label_pick(state: RLMState, answer: str) -> str:
     if not notes:
         return answer
     value = _LABELS_VALUE.search(notes[-1])
-    counts = re.findall(r"^  [^:\n]+: (\d+)$", notes[-1].split(prompts.LABELS_MARK, 1)[1], re.MULTILINE)
-    if value is None or _same_value(answer, value.group(1)) or not any(_same_value(answer, n) for n in counts):
+    if value is None or _same_value(answer, value.group(1)) or not any(_same_value(answer, n) for _, n in _label_counts_of(notes[-1])):
         return answer
     return value.group(1)
 
@@ -753,8 +755,7 @@ def _label_answer(state: RLMState) -> str | None:
     rest = label_scope_words(state.get("query", ""))
     if not notes or (re.search(r"\d", rest) and prompts.SCOPED_LABELS_MARK not in notes[-1]):
         return None
-    counts = re.findall(r"^  ([^:\n]+): (\d+)$", notes[-1].split(prompts.LABELS_MARK, 1)[1], re.MULTILINE)
-    return label_value(state.get("query", ""), [(label, int(n)) for label, n in counts])
+    return label_value(state.get("query", ""), [(label, int(n)) for label, n in _label_counts_of(notes[-1])])
 
 
 def _field_recount(state: RLMState, ctx: RunSettings, answer: str) -> tuple[str | None, dict[str, Any]]:

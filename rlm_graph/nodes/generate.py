@@ -116,6 +116,11 @@ def _with_runner_search(state: RLMState, ctx: RunSettings, note: str, update: di
     return note
 
 
+def _spent_usage(charges: Charges) -> dict[str, Any]:
+    """``{"usage": ...}`` for what a runner call before the turn spent (its label counts), or {}."""
+    return {"usage": charges.usage} if charges.usage else {}
+
+
 def _charge(update: dict[str, Any], charges: Charges) -> None:
     """Add what a runner call outside the record spent (a replay, sub-calls) to ``update``'s usage."""
     if charges.usage:
@@ -156,9 +161,9 @@ def generate(state: RLMState, runtime: Runtime[RLMContext], *, defaults: Binding
             stop=prompts.STOP_SEQUENCES,
         )
     except BudgetSpent as spent:  # the turn's worst case does not fit: nothing was sent
-        return {"budget_hit": spent.limit}
+        return {"budget_hit": spent.limit, **_spent_usage(spent_before)}
     except ContextOverflow:
-        return {"iteration": iteration, "budget_hit": "context_overflow"}
+        return {"iteration": iteration, "budget_hit": "context_overflow", **_spent_usage(spent_before)}
     text = reply.text.strip()
     update: dict[str, Any] = {
         "iteration": iteration,
