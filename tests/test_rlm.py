@@ -870,6 +870,22 @@ def test_a_question_about_one_users_labels_gets_the_runners_counts_of_that_users
     assert LABELS_MARK not in srv.root_requests()[1]["conversation"] and not [r for r in srv.sub_requests() if "Item: " in r["prompt"]]
 
 
+def test_a_number_final_written_under_code_that_prints_another_number_goes_back(rlm_for: Any) -> None:
+    """FINAL(0) written in the same cell as code that prints 4 was written before the model saw the 4:
+    it goes back once with a note; a FINAL that agrees with what the cell printed is accepted as it is."""
+    from rlm_graph.graph.prompts import BLIND_FINAL_NOTE
+
+    text = "\n".join(f"line {i}" for i in range(30))
+    look = repl("print(context[:20])")
+    rlm, srv = rlm_for([look, repl("print(len(context.splitlines()) - 26)\nFINAL(0)"), "FINAL(4)"], answer_check=True)
+    result = rlm.completion(text, "How many lines are there, minus 26?")
+    assert BLIND_FINAL_NOTE.format(answer="0").split(",")[0] in srv.root_requests()[2]["prompt"]
+    assert result.answer == "4" and len(srv.root_requests()) == 3
+    rlm, srv = rlm_for([look, repl("print(len(context.splitlines()) - 26)\nFINAL(4)")], answer_check=True)
+    result = rlm.completion(text, "How many lines are there, minus 26?")
+    assert result.answer == "4" and len(srv.root_requests()) == 2
+
+
 def test_the_classify_helper_is_offered_only_when_asked_and_only_for_a_context_of_short_texts() -> None:
     from rlm_graph.graph import prompts as P
 

@@ -162,6 +162,12 @@ STUCK_NOTE = (
     "e.g. {search_hint} to print the lines that mention a word of the question."
 )
 
+#: A FINAL(<constant>) in a cell that printed something else first (check_final._written_blind).
+BLIND_FINAL_NOTE = (
+    "Your FINAL({answer}) was written in the same cell as the code, before you saw what that code printed, "
+    "and the output does not show {answer}. Read the output above, then reply with FINAL and the value it shows."
+)
+
 GROUNDING_NOTE = (
     "You gave a final answer before seeing any output. Read the output above, check it, then reply with FINAL and the value it shows, e.g. FINAL(42)."
 )

@@ -385,6 +385,9 @@ def check_final(state: RLMState, runtime: Runtime[RLMContext], *, defaults: Bind
             if limit is not None:
                 return _forced_final({**state, "proposed": None}, ctx, limits, limit)
             return {"proposed": None, "guard_used": True, "messages": ({"role": "user", "content": prompts.GROUNDING_NOTE},)}
+        if ctx.answer_check and notes < 2 and _written_blind(state, answer) and reached_limit(limits, state, ctx) is None:
+            note = prompts.BLIND_FINAL_NOTE.format(answer=answer[:200])
+            return {"proposed": None, "answer_notes": notes + 1, "messages": ({"role": "user", "content": note},)}
         missing = (non_answer(answer) or empty_lookup(state.get("query", ""), answer)) and not asks_yes_no(state.get("query", ""))
         if missing and notes < 2:
             # "The context does not contain ..." to a question that presupposes a value: the small
@@ -692,6 +695,27 @@ def _needs_judging(state: RLMState, answer: str, kind: str) -> bool:
     if kind == "count" and (not re.fullmatch(r"\d+", answer.strip()) or answer.strip() == str(meta.get("text_items"))):
         return False
     return not _notes_with(state, prompts.JUDGE_MARK)
+
+
+#: FINAL(<a constant>) in a cell's code: FINAL(0), FINAL("Paris").
+_FINAL_LITERAL = re.compile(r"\bFINAL\(\s*(-?\d[\d,.]*|'[^'\n]*'|\"[^\"\n]*\")\s*\)")
+
+
+def _written_blind(state: RLMState, answer: str) -> bool:
+    """True if the answer is a number written as a constant in FINAL(...) in the newest cell, whose
+    printed output ends with another number: the model wrote the value before it saw what the cell
+    computed. The 1.5B model ran the judge() cell it was given, which printed 4, with FINAL(0) under it."""
+    cells = state.get("cells") or []
+    proposed = state.get("proposed") or {}
+    if not cells or proposed.get("source") != "code" or cells[-1].get("final") is None:
+        return False
+    last = cells[-1]
+    if not any(_same_value(m.group(1).strip("'\""), answer) for m in _FINAL_LITERAL.finditer(str(last.get("code") or ""))):
+        return False
+    printed = [line.strip() for line in str(last.get("stdout") or "").splitlines()
+               if line.strip() and not line.startswith("FINAL answer recorded")]
+    return (bool(printed) and _NUMBER_ANSWER.fullmatch(answer) is not None and _NUMBER_ANSWER.fullmatch(printed[-1]) is not None
+            and not _same_value(answer, printed[-1]))
 
 
 def _same_value(a: str, b: str) -> bool:

@@ -427,8 +427,12 @@ def _define_tools(names) -> None:
     _restore()
 
 
-def FINAL(answer) -> None:
-    """Finish the run with this answer."""
+def FINAL(answer, *more) -> None:
+    """Finish the run with this answer. Several values, FINAL(327, 708, 824), are one answer, "327, 708,
+    824" (the 1.5B model wrote that after printing the ids, got a TypeError and repeated it until the loop
+    guard stopped the run)."""
+    if more:
+        answer = ", ".join(str(a) for a in (answer,) + more)
     if isinstance(answer, float) and answer.is_integer() and abs(answer) < 1e16:
         answer = int(answer)  # 42.0 -> 42
     _CH.final = answer if isinstance(answer, str) else str(answer) if isinstance(answer, (int, float)) else repr(answer)

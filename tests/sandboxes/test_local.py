@@ -53,6 +53,7 @@ def test_error_midway_keeps_earlier_assignments(session: SandboxSession) -> None
 
 def test_final_and_final_var_in_code(session: SandboxSession) -> None:
     assert run(session, 0, "FINAL((1, 2))").final == "(1, 2)"
+    assert run(session, 0, "FINAL(327, 708, 'r824')").final == "327, 708, r824"  # several values: one answer
     assert run(session, 1, "answer = 'Paris'\nFINAL_VAR('answer')").final == "Paris"
     missing = run(session, 2, "FINAL_VAR('nope')")
     assert missing.final is None and "no such variable" in (missing.error or "")
