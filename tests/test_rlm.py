@@ -886,6 +886,25 @@ def test_a_number_final_written_under_code_that_prints_another_number_goes_back(
     assert result.answer == "4" and len(srv.root_requests()) == 2
 
 
+def test_a_run_that_loops_on_after_the_judge_cell_ends_with_what_that_cell_printed(rlm_for: Any) -> None:
+    """After the judge note the model ran the judge() cell, which printed the ids, then repeated it until
+    the loop guard stopped the run: the forced answer is what that cell printed."""
+    reviews = {f"r{100 + i}": (f"The kettle broke after {i + 2} days and support never answered me." if i % 3 == 0
+                               else f"The kettle number {i} works well and I would buy it again.") for i in range(12)}
+
+    def sub(prompt: str) -> str:
+        return "yes" if "broke" in prompt else "no"
+
+    question = "Which reviews are from unhappy customers? Give their ids."
+    look = repl("print(search('unhappy'))")
+    cell = repl(f"kept = judge(context, {question!r})\nprint(list(kept))")
+    rlm, srv = rlm_for([look, look, cell, cell, cell, "I cannot tell."], sub=sub, answer_check=True)
+    result = rlm.completion(reviews, question)
+    assert "Counting by words in the text cannot answer this" in srv.root_requests()[2]["prompt"]
+    assert result.stopped_by == "stuck_loop" and not result.confirmed
+    assert result.answer == "['r100', 'r103', 'r106', 'r109']"
+
+
 def test_the_classify_helper_is_offered_only_when_asked_and_only_for_a_context_of_short_texts() -> None:
     from rlm_graph.graph import prompts as P
 

@@ -701,6 +701,18 @@ def _needs_judging(state: RLMState, answer: str, kind: str) -> bool:
 _FINAL_LITERAL = re.compile(r"\bFINAL\(\s*(-?\d[\d,.]*|'[^'\n]*'|\"[^\"\n]*\")\s*\)")
 
 
+def _judged_value(state: RLMState) -> str | None:
+    """The last line the newest cell that ran judge() printed (its count or its ids), or None. At a forced
+    end after the judge note that is the answer: the 1.5B model ran the judge() cell it was given, which
+    printed the nine right ids, then repeated it until the loop guard stopped the run, with no answer."""
+    for cell in reversed(state.get("cells") or []):
+        if "judge(" in str(cell.get("code") or "") and not cell.get("error"):
+            lines = [line.strip() for line in str(cell.get("stdout") or "").splitlines()
+                     if line.strip() and not line.startswith("FINAL answer recorded")]
+            return lines[-1][:2000] if lines else None
+    return None
+
+
 def _written_blind(state: RLMState, answer: str) -> bool:
     """True if the answer is a number written as a constant in FINAL(...) in the newest cell, whose
     printed output ends with another number: the model wrote the value before it saw what the cell
@@ -872,6 +884,9 @@ def _forced_final(state: RLMState, ctx: RunSettings, limits: Limits, limit: str)
     labelled = _label_answer(state)
     if labelled is not None:
         answer = labelled
+    judged = _judged_value(state) if ctx.answer_check and labelled is None and _notes_with(state, prompts.JUDGE_MARK) else None
+    if judged is not None:
+        answer = labelled = judged  # (what the judge() cell the note gave printed: no lookup steps after it)
     # (not over the runner's field count, nor for a lookup: a name's answer is no number)
     tested = _tested_value(state) if ctx.answer_check and labelled is None and len(counts) != 1 and not is_lookup(query) else None
     if tested is not None:
