@@ -903,6 +903,10 @@ def test_a_run_that_loops_on_after_the_judge_cell_ends_with_what_that_cell_print
     assert "Counting by words in the text cannot answer this" in srv.root_requests()[2]["prompt"]
     assert result.stopped_by == "stuck_loop" and not result.confirmed
     assert result.answer == "['r100', 'r103', 'r106', 'r109']"
+    # ...and one that answers with the first of those ids gives them all
+    rlm, srv = rlm_for([look, look, cell, "FINAL(r100)"], sub=sub, answer_check=True)
+    result = rlm.completion(reviews, question)
+    assert result.answer == "['r100', 'r103', 'r106', 'r109']" and result.stopped_by == "final"
 
 
 def test_the_classify_helper_is_offered_only_when_asked_and_only_for_a_context_of_short_texts() -> None:

@@ -370,7 +370,7 @@ def check_final(state: RLMState, runtime: Runtime[RLMContext], *, defaults: Bind
     if proposed is not None and not state.get("budget_hit"):
         answer = str(proposed.get("answer"))
         if ctx.answer_check:
-            answer = _label_pick(state, answer)
+            answer = _judged_pick(state, _label_pick(state, answer))
         notes = int(state.get("answer_notes") or 0)
         if ctx.answer_check and notes < 2 and _filter_failed(state, answer) and reached_limit(limits, state, ctx) is None:
             # (not on the last iteration: a note there would run one turn past max_iterations)
@@ -711,6 +711,18 @@ def _judged_value(state: RLMState) -> str | None:
                      if line.strip() and not line.startswith("FINAL answer recorded")]
             return lines[-1][:2000] if lines else None
     return None
+
+
+def _judged_pick(state: RLMState, answer: str) -> str:
+    """After the judge note, an answer that is one of the ids the judge() cell printed as a list is that
+    list: the 1.5B model printed fifteen ids from the cell the note gave it and answered FINAL(100), the first."""
+    if not _notes_with(state, prompts.JUDGE_MARK):
+        return answer
+    judged = _judged_value(state)
+    if not judged or not judged.startswith("[") or _same_value(answer, judged):
+        return answer
+    items = [x.strip(" '\"") for x in judged.strip("[]").split(",")]
+    return judged if len(items) >= 2 and answer.strip(" '\"") in items else answer
 
 
 def _written_blind(state: RLMState, answer: str) -> bool:
