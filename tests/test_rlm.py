@@ -907,6 +907,12 @@ def test_a_run_that_loops_on_after_the_judge_cell_ends_with_what_that_cell_print
     rlm, srv = rlm_for([look, look, cell, "FINAL(r100)"], sub=sub, answer_check=True)
     result = rlm.completion(reviews, question)
     assert result.answer == "['r100', 'r103', 'r106', 'r109']" and result.stopped_by == "final"
+    # ...and a count question answered with another number than the judge() cell's count gets that count
+    count = "How many reviews are from unhappy customers?"
+    counted = repl(f"kept = judge(context, {count!r})\nprint(len(kept))")
+    rlm, srv = rlm_for([look, look, counted, "FINAL(0)"], sub=sub, answer_check=True)
+    result = rlm.completion(reviews, count)
+    assert result.answer == "4" and result.stopped_by == "final"
 
 
 def test_the_classify_helper_is_offered_only_when_asked_and_only_for_a_context_of_short_texts() -> None:

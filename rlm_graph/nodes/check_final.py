@@ -715,11 +715,16 @@ def _judged_value(state: RLMState) -> str | None:
 
 def _judged_pick(state: RLMState, answer: str) -> str:
     """After the judge note, an answer that is one of the ids the judge() cell printed as a list is that
-    list: the 1.5B model printed fifteen ids from the cell the note gave it and answered FINAL(100), the first."""
+    list (the 1.5B model printed fifteen ids from the cell the note gave it and answered FINAL(100), the
+    first), and a number answer other than the count the cell printed is that count."""
     if not _notes_with(state, prompts.JUDGE_MARK):
         return answer
     judged = _judged_value(state)
-    if not judged or not judged.startswith("[") or _same_value(answer, judged):
+    if not judged or _same_value(answer, judged):
+        return answer
+    if _NUMBER_ANSWER.fullmatch(judged) and _NUMBER_ANSWER.fullmatch(answer):
+        return judged  # the count the cell printed, not another number (it printed 4 and the model kept FINAL(0))
+    if not judged.startswith("["):
         return answer
     items = [x.strip(" '\"") for x in judged.strip("[]").split(",")]
     return judged if len(items) >= 2 and answer.strip(" '\"") in items else answer
