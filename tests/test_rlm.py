@@ -377,7 +377,19 @@ def test_a_number_from_code_that_never_tests_a_condition_of_the_question_goes_ba
     note = srv.root_requests()[2]["prompt"]
     assert "Your answer 128 comes from code whose filter is not the question's: it never tests customer == 'Summit Goods'" in note
     assert "kept = [r for r in context if r['customer'] == 'Summit Goods' and r['region'] == 'Central']" in note
+    # the note shows the model's own cell run with the question's filter, and offers what it printed
+    assert ("The runner ran your cell with the question's filter (r['customer'] == 'Summit Goods' and r['region'] == 'Central'). "
+            "It printed:\n64\nIf 64 is the answer, reply with exactly: FINAL(64)") in note
     assert result.answer == "64" and len(srv.root_requests()) == 4
+    # (dev-tables-sum-csv: told what to test, the 1.5B model used the note's `kept` without defining it, then
+    # answered 0); the offered value, given back with no cell, is the answer
+    rlm, srv = rlm_for([region_only, "FINAL(128)", "FINAL(64)"], sub=lambda p: "number", answer_check=True)
+    result = rlm.completion(orders, question)
+    assert result.answer == "64" and result.confirmed and len(srv.root_requests()) == 3
+    # the run is not one of the run's cells: nothing it binds stays in the REPL
+    rlm, srv = rlm_for([repl("t = sum(r['amount'] for r in context if r['region'] == 'Central')\nprint(t)"), "FINAL(128)", repl("print(t)"),
+                        "FINAL(64)"], sub=lambda p: "number", answer_check=True)
+    assert rlm.completion(orders, question).answer == "64" and srv.root_requests()[3]["prompt"].count("128") >= 1
     # code that tests both (in any capitals, in two cells) is believed at once; so is a second answer after the note
     split = [repl("c = [r for r in context if r['customer'].lower() == 'summit goods']\nprint(len(c))"),
              repl("print(sum(r['amount'] for r in c if r['region'] == 'Central'))"), "FINAL(64)"]
@@ -412,6 +424,43 @@ def test_a_number_from_code_that_never_tests_a_condition_of_the_question_goes_ba
     rlm, srv = rlm_for([region_only, both, wander, wander, wander, "FINAL(7)"], sub=lambda p: "number", answer_check=True)
     result = rlm.completion(orders, question)
     assert result.stopped_by == "stuck_loop" and result.answer == "64" and result.confirmed is False
+
+
+def test_a_number_over_a_field_the_question_does_not_name_goes_back_with_the_named_fields_value(rlm_for: Any) -> None:
+    # Seen on the 1.5B model (dev-tables-max-json): "What is the maximum amount of one order for garden products?"
+    # answered with max(order['quantity'] ...), 9.
+    orders = [{"order_id": 100 + i, "category": ["Garden", "Toys"][i % 2], "quantity": 1 + i % 9, "amount": 1000.5 - 7 * i}
+              for i in range(30)]
+    best = max(o["amount"] for o in orders if o["category"] == "Garden")
+    cell = repl("garden = [r for r in context if r['category'] == 'Garden']\nprint(max(o['quantity'] for o in garden))")
+    rlm, srv = rlm_for([cell, "FINAL(9)", f"FINAL({best})"], sub=lambda p: "number", answer_check=True)
+    result = rlm.completion(orders, "What is the maximum amount of one order for garden products?")
+    note = srv.root_requests()[2]["prompt"]
+    assert "Your answer 9 comes from code whose filter is not the question's: it takes r['quantity'] where the question asks about the amount" in note
+    assert f"The runner ran your cell with r['amount'] in place of r['quantity']. It printed:\n{best}\n" in note
+    assert result.answer == str(best) and len(srv.root_requests()) == 3
+    # the field the question names, or a question naming none, is believed at once
+    right = repl("garden = [r for r in context if r['category'] == 'Garden']\nprint(max(o['amount'] for o in garden))")
+    rlm, srv = rlm_for([right, f"FINAL({best})"], sub=lambda p: "number", answer_check=True)
+    assert rlm.completion(orders, "What is the maximum amount of one order for garden products?").answer == str(best)
+    rlm, srv = rlm_for([cell, "FINAL(9)"], sub=lambda p: "number", answer_check=True)
+    assert rlm.completion(orders, "How many units did the largest garden order have?").answer == "9" and len(srv.root_requests()) == 2
+
+
+def test_a_test_on_a_word_inside_a_named_value_is_the_models_own(rlm_for: Any) -> None:
+    # Seen on the 1.5B model (dev-tables-sum-csv): "orders placed by NORTHWIND RETAIL" filtered on region == 'North'
+    # too, and its sum was a fifth of the right one.
+    orders = [{"customer": ["Northwind Retail", "Acme"][i % 2], "region": ["North", "South", "East"][i % 3], "amount": 10 + i}
+              for i in range(30)]
+    right = sum(o["amount"] for o in orders if o["customer"] == "Northwind Retail")
+    both = repl("n = [r for r in context if r['region'] == 'North' and r['customer'] == 'Northwind Retail']\nprint(sum(r['amount'] for r in n))")
+    wrong = sum(o["amount"] for o in orders if o["customer"] == "Northwind Retail" and o["region"] == "North")
+    rlm, srv = rlm_for([both, f"FINAL({wrong})", f"FINAL({right})"], sub=lambda p: "number", answer_check=True)
+    result = rlm.completion(orders, "What is the sum of the amount over orders placed by NORTHWIND RETAIL?")
+    note = srv.root_requests()[2]["prompt"]
+    assert "it also tests region == 'North', which the question does not ask" in note
+    assert f"If {right} is the answer, reply with exactly: FINAL({right})" in note
+    assert result.answer == str(right)
 
 
 def test_forced_final_reads_a_final_written_in_code(rlm_for: Any) -> None:

@@ -291,6 +291,11 @@ UNTESTED_NOTE = (
     "`kept`, print it, and reply with FINAL and the value it prints."
 )
 
+#: The part of the untested note that shows the model's own cell run by the runner with the question's
+#: filter (and the field the question names): check_final._untested_note.
+REFILTER_MARK = "The runner ran your cell with"
+REFILTER_RUN = "\n\n" + REFILTER_MARK + " {what}. It printed:\n{output}\nIf {value} is the answer, reply with exactly: FINAL({value})"
+
 #: The first words of the subject note: it is sent once per run.
 SUBJECT_MARK = "is what the question names, not what it asks for"
 SUBJECT_NOTE = (

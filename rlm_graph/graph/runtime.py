@@ -676,6 +676,84 @@ def lowered_rerun(state: RLMState, ctx: RunSettings, code: str, literals: list[s
     return peek_code(state, ctx, _LOWERED_RUN.format(code=ast.unparse(tree)))
 
 
+#: The names a cell's filter reads the table's rows from (the worker binds both to the parsed rows
+#: when the context is a table or a list of records).
+_ROW_SOURCES = frozenset({"rows", "context"})
+
+
+class _Refilter(ast.NodeTransformer):
+    """Puts the question's conditions in place of the tests of every comprehension or ``for`` loop over
+    the rows (``[r for r in rows if r['region'] == 'South']``), and ``swap``'s fields in place of others
+    (``r['quantity']`` -> ``r['amount']``). ``tests(name)`` is the conditions' test of a row ``name``."""
+
+    def __init__(self, tests: Any, swap: dict[str, str]) -> None:
+        self.tests, self.swap, self.changed = tests, swap, 0
+
+    def _refilter(self, node: Any) -> Any:
+        self.generic_visit(node)
+        gens = node.generators
+        if self.tests is not None and len(gens) == 1 and isinstance(gens[0].iter, ast.Name) and gens[0].iter.id in _ROW_SOURCES and isinstance(gens[0].target, ast.Name):
+            gens[0].ifs = [self.tests(gens[0].target.id)]
+            self.changed += 1
+        return node
+
+    visit_ListComp = visit_SetComp = visit_GeneratorExp = visit_DictComp = _refilter
+
+    def visit_For(self, node: ast.For) -> Any:
+        self.generic_visit(node)
+        if (self.tests is not None and isinstance(node.iter, ast.Name) and node.iter.id in _ROW_SOURCES and isinstance(node.target, ast.Name)
+                and len(node.body) == 1 and isinstance(node.body[0], ast.If) and not node.body[0].orelse):
+            node.body[0].test = self.tests(node.target.id)
+            self.changed += 1
+        return node
+
+    def visit_Subscript(self, node: ast.Subscript) -> Any:
+        self.generic_visit(node)
+        if isinstance(node.slice, ast.Constant) and node.slice.value in self.swap:
+            node.slice = ast.Constant(self.swap[node.slice.value])
+            self.changed += 1
+        return node
+
+
+def refiltered_code(code: str, tests: str | None, swap: dict[str, str] | None = None) -> str | None:
+    """``code`` with the tests of its comprehensions and loops over ``rows`` (or ``context``) replaced
+    by ``tests`` (an expression on a row ``r``; None keeps them) and the fields of ``swap`` renamed, or
+    None when the code reads no rows that way or nothing changed (or it does not parse)."""
+    try:
+        tree = ast.parse(code)
+        test = ast.parse(tests or "True", mode="eval").body
+    except (SyntaxError, ValueError):
+        return None
+
+    def on(name: str) -> ast.expr:
+        class _Rename(ast.NodeTransformer):
+            def visit_Name(self, node: ast.Name) -> Any:
+                return ast.Name(name, node.ctx) if node.id == "r" else node
+        return _Rename().visit(ast.parse(ast.unparse(test), mode="eval").body)
+
+    fixer = _Refilter(on if tests is not None else None, dict(swap or {}))
+    tree = ast.fix_missing_locations(fixer.visit(tree))
+    if not fixer.changed or not any(isinstance(n, (ast.comprehension, ast.For)) and isinstance(n.iter, ast.Name)
+                                    and n.iter.id in _ROW_SOURCES for n in ast.walk(tree)):
+        return None
+    return ast.unparse(tree)
+
+
+def refiltered_rerun(state: RLMState, ctx: RunSettings, code: str, tests: str | None, swap: dict[str, str] | None = None) -> tuple[str | None, Charges]:
+    """Run ``code`` with its filter over the rows replaced by ``tests`` (see :func:`refiltered_code`),
+    in a copy of the REPL's names and outside the run's record, and return what it printed (a FINAL it
+    gave as a last line "FINAL VALUE x"), or None.
+
+    The 1.5B model, told which conditions its filter missed and given a filter that tests them all,
+    wrote its next cell over ``kept`` without defining it (NameError), then answered 0; its own cell
+    with the question's filter printed the right total.
+    """
+    fixed = refiltered_code(code, tests, swap)
+    if fixed is None:
+        return None, Charges()
+    return peek_code(state, ctx, _LOWERED_RUN.format(code=fixed))
+
+
 def peek(state: RLMState, ctx: RunSettings, terms: list[str]) -> tuple[str | None, Charges]:
     """Run the runner's search for ``terms`` in the live sandbox, outside the run's record.
 

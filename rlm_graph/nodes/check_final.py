@@ -34,7 +34,7 @@ from rlm_graph.graph.answers import (
 )
 from rlm_graph.graph.parsing import find_final
 from rlm_graph.graph.ledger import BudgetSpent
-from rlm_graph.graph.runtime import Charges, budgeted_call, close_session, field_count, judge_answer, judge_note, judgement_kind, label_scope_words, label_value, lowered_literals, lowered_rerun, open_session, peek, peek_code, reached_limit, run_account, settings_of
+from rlm_graph.graph.runtime import Charges, budgeted_call, close_session, field_count, judge_answer, judge_note, judgement_kind, label_scope_words, label_value, lowered_literals, lowered_rerun, open_session, refiltered_code, refiltered_rerun, peek, peek_code, reached_limit, run_account, settings_of
 from rlm_graph.graph.settings import Limits, RLMContext
 from rlm_graph.graph.state import RLMState, add_usage
 from rlm_graph.models.calls import ContextOverflow
@@ -94,7 +94,8 @@ def _notes_with(state: RLMState, mark: str) -> list[str]:
 
 def _runner_said(state: RLMState) -> str:
     """What the runner's own searches showed the model, in its notes."""
-    return "\n".join(_notes_with(state, "The runner searched") + _notes_with(state, prompts.NEXT_HOP_MARK))
+    return "\n".join(_notes_with(state, "The runner searched") + _notes_with(state, prompts.NEXT_HOP_MARK)
+                     + _notes_with(state, prompts.REFILTER_MARK))
 
 
 def _runner_lines(state: RLMState) -> str:
@@ -193,16 +194,98 @@ def _tests(code: str, condition: list[str]) -> bool:
     return v in code or (bool(words) and all(w in code for w in words))
 
 
-def _untested_note(state: RLMState, answer: str) -> str | None:
+_AGGREGATES = frozenset({"max", "min", "sum", "sorted", "mean", "median", "fmean", "average", "nlargest", "nsmallest"})
+
+
+def _wrong_field(state: RLMState, code: str) -> dict[str, str]:
+    """{field the code aggregates: field the question names} when the question names one numeric field
+    of the rows ("the maximum amount of one order") and ``code`` never reads it but takes max/sum/...
+    over another one the question never names (r['quantity']); {} otherwise. The 1.5B model answered
+    "What is the maximum amount of one order for garden products?" with the largest quantity, 9."""
+    meta = state.get("context_meta") or {}
+    keys = [str(k) for k in (meta.get("item_keys") or meta.get("columns") or [])]
+    if not keys:
+        return {}
+    query = str(state.get("query", "")).lower()
+    fixed = {str(c[0]) for c in meta.get("named_values") or []}
+    for group in ("field_values", "json_values", "log_values"):
+        fixed |= {str(k) for k in (meta.get(group) or {})}
+
+    def named(key: str) -> bool:
+        return re.search(rf"\b{re.escape(key.lower().replace('_', ' '))}s?\b", query) is not None
+
+    asked = [k for k in keys if k not in fixed and named(k)]
+    if len(asked) != 1:
+        return {}
+    try:
+        tree = ast.parse(code)
+    except (SyntaxError, ValueError):
+        return {}
+    read, aggregated = set(), set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Subscript) and isinstance(node.slice, ast.Constant) and isinstance(node.slice.value, str):
+            read.add(node.slice.value)
+        func = getattr(node, "func", None)
+        if isinstance(node, ast.Call) and (getattr(func, "id", None) or getattr(func, "attr", None)) in _AGGREGATES:
+            aggregated |= {n.slice.value for n in ast.walk(node) if isinstance(n, ast.Subscript) and isinstance(n.slice, ast.Constant)
+                           and isinstance(n.slice.value, str)}
+    if asked[0] in read:
+        return {}
+    wrong = [k for k in keys if k in aggregated and k not in fixed and k != asked[0] and not named(k)]
+    return {wrong[0]: asked[0]} if len(wrong) == 1 else {}
+
+
+def _refiltered(state: RLMState, ctx: RunSettings, at: int | None, tests: str | None, swap: dict[str, str]) -> tuple[str | None, str, Charges]:
+    """The value the model's cells up to the one that printed the answer (``at``; the newest when None)
+    print when the runner runs them with ``tests`` as their filter over the rows and ``swap``'s fields
+    (runtime.refiltered_rerun), and what they printed; (None, "", charges) when there is nothing to run
+    or no value. The run starts at the newest of the last three cells that filter the rows, and leaves
+    out cells that failed."""
+    cells = state.get("cells") or []
+    if not cells:
+        return None, "", Charges()
+    end = len(cells) - 1 if at is None else at
+    ok = [i for i in range(max(0, end - 3), end + 1) if not cells[i].get("error") and not cells[i].get("timed_out")
+          and not _ONLY_FINAL.fullmatch(str(cells[i].get("code") or ""))]
+    start = next((i for i in reversed(ok) if refiltered_code(str(cells[i].get("code") or ""), tests, swap) is not None), None)
+    if start is None:
+        return None, "", Charges()
+    code = "\n".join(str(cells[i].get("code") or "") for i in ok if i >= start)
+    out, charges = refiltered_rerun(state, ctx, code, tests, swap)
+    lines = [line for line in (out or "").splitlines() if line.strip()]
+    if not lines:
+        return None, "", charges
+    value = lines[-1][len("FINAL VALUE "):].strip() if lines[-1].startswith("FINAL VALUE ") else lines[-1].strip()
+    shown = "\n".join(line for line in lines if not line.startswith("FINAL VALUE "))[-1500:] or value
+    return (value if _NUMBER_ANSWER.fullmatch(value) else None), shown, charges
+
+
+def _refilter_offers(state: RLMState) -> list[str]:
+    """The values the runner's reruns of the model's cell with the question's filter offered."""
+    return [m.group(1) for note in _notes_with(state, prompts.REFILTER_MARK) for m in _REFILTER_OFFER.finditer(note)]
+
+
+_REFILTER_OFFER = re.compile(r"If (-?\d[\d,]*(?:\.\d+)?) is the answer, reply with exactly: FINAL\(")
+
+
+def _untested_note(state: RLMState, ctx: RunSettings, answer: str) -> tuple[str | None, Charges]:
     """A note when a number answer comes from code that never tests a condition the question states
-    on the table's fields (the worker finds them: ``named_values``), with a filter that tests them all.
-    The 1.5B model, asked for the orders "in region central placed by SUMMIT GOODS", summed the
-    region's orders and answered with that."""
+    on the table's fields (the worker finds them: ``named_values``), with a filter that tests them all,
+    or from code that aggregates a field the question does not name in place of the one it names
+    (:func:`_wrong_field`). The 1.5B model, asked for the orders "in region central placed by SUMMIT
+    GOODS", summed the region's orders and answered with that.
+
+    The note also shows what the model's own cell prints with the question's filter (and field), run by
+    the runner: told what to test, the 1.5B model wrote its next cell over the note's ``kept`` without
+    defining it and answered 0. That value, given back, is accepted; so is an answer that the rerun
+    prints too (its filter was the question's, written in a way the test here does not read)."""
     named = _named_conditions(state)
-    if not named or not _NUMBER_ANSWER.fullmatch(answer):
-        return None
+    if not _NUMBER_ANSWER.fullmatch(answer):
+        return None, Charges()
     if any(_same_value(answer, n) for note in _notes_with(state, prompts.SCOPED_LABELS_MARK) for _, n in _label_counts_of(note)):
-        return None  # the runner's own label count of the items that meet the conditions
+        return None, Charges()  # the runner's own label count of the items that meet the conditions
+    if any(_same_value(answer, v) for v in _refilter_offers(state)):
+        return None, Charges()
     cells = state.get("cells") or []
     # the code up to the cell that printed the answer (the 1.5B model printed the largest order of all,
     # filtered by the customer two cells later, and answered the first value again); all of it when no
@@ -213,15 +296,30 @@ def _untested_note(state: RLMState, answer: str) -> str | None:
     # the tests of its own in the cell that printed the answer (or the newest): method == 'GET' to
     # "How many requests to /api/cart failed with a 5xx status?"
     shown = cells[at] if at is not None else cells[-1] if cells else {}
-    extra = _unasked(str(shown.get("code") or ""), state.get("query", ""), named)
-    if not missing and not extra:
-        return None
+    extra = _unasked(str(shown.get("code") or ""), state.get("query", ""), named) if named else []
+    swap = _wrong_field(state, str(shown.get("code") or ""))
+    if not missing and not extra and not swap:
+        return None, Charges()
     source = "rows" if (state.get("context_meta") or {}).get("rows") else "context"
-    tests = " and ".join(_test_code(c) for c in named)
+    tests = " and ".join(_test_code(c) for c in named) or None
+    value, printed, charges = _refiltered(state, ctx, at, tests, swap)
+    if value is not None and _same_value(answer, value):
+        return None, charges  # the question's filter and field give the model's answer too
     said = "; ".join(part for part in (
         f"never tests {' and '.join(_condition(c) for c in missing)}" if missing else "",
-        f"also tests {' and '.join(f'{k} == {v!r}' for k, v in extra)}, which the question does not ask" if extra else "") if part)
-    return prompts.UNTESTED_NOTE.format(answer=answer.strip(), said=said, example=f"kept = [r for r in {source} if {tests}]")
+        f"also tests {' and '.join(f'{k} == {v!r}' for k, v in extra)}, which the question does not ask" if extra else "",
+        " and ".join(f"takes r[{k!r}] where the question asks about the {v.replace('_', ' ')}" for k, v in swap.items())) if part)
+    example = f"kept = [r for r in {source} if {tests or 'True'}]"
+    if swap:
+        field = next(iter(swap.values()))
+        example += f"\nprint(max(r[{field!r}] for r in kept), sum(r[{field!r}] for r in kept))"
+    note = prompts.UNTESTED_NOTE.format(answer=answer.strip(), said=said, example=example)
+    if value is not None:
+        what = " and ".join(part for part in (
+            f"the question's filter ({tests})" if tests and (missing or extra) else "",
+            " and ".join(f"r[{v!r}] in place of r[{k!r}]" for k, v in swap.items())) if part)
+        note += prompts.REFILTER_RUN.format(what=what, output=printed, value=value)
+    return note, charges
 
 
 def _condition(c: list[str]) -> str:
@@ -240,13 +338,19 @@ def _test_code(c: list[str]) -> str:
 
 def _unasked(code: str, query: str, named: list[list[str]]) -> list[tuple[str, str]]:
     """The ``field == 'text'`` tests in ``code`` for a text the question never writes (nor any of its
-    conditions' values, nor the start of one of its words: 'warn' in "warnings")."""
+    conditions' values of that field, nor the start of one of its words: 'warn' in "warnings"). A word
+    inside a condition's value is not written for another field: region == 'North' is the model's own
+    test in "orders placed by NORTHWIND RETAIL" (the 1.5B model added it, and its sum was a fifth of
+    the right one)."""
     try:
         tree = ast.parse(code)
     except (SyntaxError, ValueError):
         return []
     q = query.lower()
-    asked = {str(v).lower() for _, v, _ in named}
+    for _, v, kind in named:
+        if kind == "eq" and str(v).split():
+            q = re.sub(r"\s+".join(map(re.escape, str(v).lower().split())), " ", q)
+    asked = {(str(f), str(v).lower()) for f, v, _ in named}
     out: list[tuple[str, str]] = []
     for node in ast.walk(tree):
         if not isinstance(node, ast.Compare) or len(node.ops) != 1 or not isinstance(node.ops[0], ast.Eq):
@@ -256,7 +360,7 @@ def _unasked(code: str, query: str, named: list[list[str]]) -> list[tuple[str, s
                     and isinstance(lit, ast.Constant) and isinstance(lit.value, str) and lit.value.strip()):
                 want = lit.value.strip().lower()
                 written = re.search(rf"(?<![\w-]){re.escape(want)}", q) is not None  # 'warn' in "warnings", not 'get' in "target"
-                if not written and not any(want in a or a in want for a in asked) and (field.slice.value, lit.value) not in out:
+                if not written and not any(f == field.slice.value and (want in a or a in want) for f, a in asked) and (field.slice.value, lit.value) not in out:
                     out.append((field.slice.value, lit.value))
     return out[:3]
 
@@ -467,9 +571,10 @@ def check_final(state: RLMState, runtime: Runtime[RLMContext], *, defaults: Bind
             # "bug" (0) or starting with "The" (10). The note gives the exact code, which it copies.
             return {"proposed": None, "form_checks": checks + 1, "messages": ({"role": "user", "content": judge_note(state, kind)},)}
         if checks < 2 and ctx.answer_check and len(_notes_with(state, prompts.UNTESTED_MARK)) < 2:
-            note = _untested_note(state, answer)
+            note, more = _untested_note(state, ctx, answer)
+            spent = _merge_spent(spent, _spent(more))
             if note is not None:
-                return {"proposed": None, "form_checks": checks + 1, "messages": ({"role": "user", "content": note},)}
+                return {"proposed": None, "form_checks": checks + 1, "messages": ({"role": "user", "content": note},), **spent}
         if checks < 2 and ctx.answer_check:
             note, more = _field_recount(state, ctx, answer)
             spent = _merge_spent(spent, more)
@@ -765,6 +870,8 @@ def _runner_counts(state: RLMState) -> set[str]:
     # with its label tests answered by the sub-model (the worker's _label_rerun)
     counts |= {m.group(1) for mark in (prompts.LOWERED_MARK, prompts.LABEL_RUN_MARK) for note in _notes_with(state, mark)
                for m in re.finditer(r"reply FINAL\((.+?)\)\.$", note, re.MULTILINE)}
+    # and the value of the model's own cells re-run with the question's filter (see _untested_note)
+    counts |= set(_refilter_offers(state))
     # and the per-label counts of the runner's classify() over the context (see runtime.label_counts),
     # with the value they give (a label, for a most-common question)
     return counts | _label_values(state)

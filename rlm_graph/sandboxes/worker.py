@@ -550,6 +550,34 @@ def _entries(value: dict) -> list:
     return out
 
 
+class _RecordText(str):
+    """A record as search() returns it: its text, which also reads like the record (hit['amount'],
+    hit.get('region'), hit.items()). The 1.5B model filtered search()'s hits over a JSON table with
+    ``row['category'] == 'Clothing'`` and got "string indices must be integers" five times in a row."""
+
+    def __new__(cls, record):
+        self = str.__new__(cls, str(record))
+        self.record = record
+        return self
+
+    def __getitem__(self, key):
+        if isinstance(key, str):
+            return self.record[key]
+        return str.__getitem__(self, key)
+
+    def get(self, key, default=None):
+        return self.record.get(key, default)
+
+    def keys(self):
+        return self.record.keys()
+
+    def values(self):
+        return self.record.values()
+
+    def items(self):
+        return self.record.items()
+
+
 def _records():
     """The context's records as one text each, when the worker parsed a table that is not lines of
     text (JSON text, a dict of columns) into `rows`, else None. search() returns whole records there:
@@ -559,7 +587,7 @@ def _records():
     if table is None or _NS.get("context") is not _CONTEXT_SOURCE.get("value"):
         return None
     if _CONTEXT_SOURCE.get("records_text") is None:
-        _CONTEXT_SOURCE["records_text"] = [str(r) for r in table]
+        _CONTEXT_SOURCE["records_text"] = [_RecordText(r) if isinstance(r, dict) else str(r) for r in table]
     return _CONTEXT_SOURCE["records_text"]
 
 
@@ -633,7 +661,7 @@ def _search_fields(pattern: str):
         if not isinstance(row, (str, dict)):
             continue
         if all(_has(name, v, row, header) for name, v in conds):
-            shown = row if isinstance(row, str) else str(row)
+            shown = row if isinstance(row, str) else _RecordText(row)
             kept.append(shown)
             if all(r in shown.lower() for r in rest):
                 out.append(shown)
@@ -665,7 +693,10 @@ def _find(compiled, source, window: int) -> list:
     if isinstance(source, (list, tuple)):
         hits = []
         for item in source:
-            hits.extend(_find(compiled, item if isinstance(item, str) else str(item), window))
+            record = item if isinstance(item, _RecordText) else _RecordText(item) if isinstance(item, dict) else None
+            found = _find(compiled, item if isinstance(item, str) else str(item), window)
+            # a hit that is the whole record is the record's text that also indexes like it
+            hits.extend(record if record is not None and hit == record else hit for hit in found)
         return hits
     hits, last_line = [], -1
     for m in compiled.finditer(source):

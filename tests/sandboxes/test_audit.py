@@ -251,6 +251,15 @@ def test_search_over_a_json_text_or_columns_returns_whole_records(sandbox: Start
         # a search in a text the cell gives is a plain text search, as before
         out = run(session, 2, "print(search('b', text='a\\nb\\nc'))")
         assert out.stdout.strip() == "['b']"
+        # each hit, a text, also reads like its record (dev-tables-max-json: the 1.5B model filtered the
+        # hits with row['category'] == 'Clothing' and got "string indices must be integers" five times)
+        code = ("hits = search('books')\nkept = [h for h in hits if h['category'] == 'Books']\n"
+                "print(len(kept), max(h['amount'] for h in kept), hits[0].get('customer'), hits[0][:5], 'Books' in hits[0])")
+        out = run(session, 3, code)
+        best = max(r["amount"] for r in records if r["category"] == "Books")
+        assert out.stdout.splitlines()[-1] == f"{len(books)} {best} Shop 0 {books[0][:5]} True", (out.stdout, out.stderr)
+        out = run(session, 4, "print(search('Shop 3')[0]['colour'])")
+        assert "KeyError: 'colour'" in (out.error or "")
 
 
 def test_a_dict_of_dicts_is_previewed_with_one_entry_of_each_and_a_key_in_other_capitals_gets_a_note(
