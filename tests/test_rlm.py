@@ -370,7 +370,7 @@ def test_a_number_from_code_that_never_tests_a_condition_of_the_question_goes_ba
     orders = [{"customer": ["Summit Goods", "Acme"][i % 2], "region": ["Central", "East"][i % 3 == 0], "amount": 10 + i}
               for i in range(12)]
     question = "How much did the orders in region central placed by SUMMIT GOODS bring in?"
-    region_only = repl("print(sum(r['amount'] for r in context if r['region'] == 'Central'))")
+    region_only = repl("# orders of Summit Goods in region Central\nprint(sum(r['amount'] for r in context if r['region'] == 'Central'))")
     both = repl("print(sum(r['amount'] for r in context if r['region'] == 'Central' and r['customer'] == 'Summit Goods'))")
     rlm, srv = rlm_for([region_only, "FINAL(128)", both, "FINAL(64)"], sub=lambda p: "number", answer_check=True)
     result = rlm.completion(orders, question)
@@ -439,6 +439,11 @@ def test_a_number_over_a_field_the_question_does_not_name_goes_back_with_the_nam
     assert "Your answer 9 comes from code whose filter is not the question's: it takes r['quantity'] where the question asks about the amount" in note
     assert f"The runner ran your cell with r['amount'] in place of r['quantity']. It printed:\n{best}\n" in note
     assert result.answer == str(best) and len(srv.root_requests()) == 3
+    # the same when the answer is given by a cell of its own, FINAL(m), and a comment names the field asked about
+    cell = repl("# the maximum amount of one garden order\ng = [r for r in context if r['category'] == 'Garden']\nm = max(o['quantity'] for o in g)\nprint(m)")
+    rlm, srv = rlm_for([cell, repl("FINAL(m)"), f"FINAL({best})"], sub=lambda p: "number", answer_check=True)
+    assert rlm.completion(orders, "What is the maximum amount of one order for garden products?").answer == str(best)
+    assert "it takes r['quantity'] where the question asks about the amount" in srv.root_requests()[2]["prompt"]
     # the field the question names, or a question naming none, is believed at once
     right = repl("garden = [r for r in context if r['category'] == 'Garden']\nprint(max(o['amount'] for o in garden))")
     rlm, srv = rlm_for([right, f"FINAL({best})"], sub=lambda p: "number", answer_check=True)

@@ -139,22 +139,39 @@ def stated_value(prose: str, seen: str) -> str | None:
 _HOW_MANY = re.compile(r"\b(?:how many|how much|number of|count|sum|total|average|mean)\b", re.IGNORECASE)
 
 
+_EXTREME = re.compile(r"\b(?:largest|biggest|maximum|max|highest|smallest|minimum|min|lowest)\b", re.IGNORECASE)
+_DECIMAL = re.compile(r"(?<![\w.])-?\d[\d,]*\.\d+(?![\w.])")
+
+
 def uncounted(query: str, answer: str, seen: str) -> bool:
-    """True if a how-many (or sum, total, average) question is answered with a whole number no
-    output printed as a result.
+    """True if a how-many (or sum, total, average, largest, smallest) question is answered with a
+    number no output printed as a result.
 
     A small model shown ``hits[:10]`` answered 4 or 10 (the hits it could see). A count it computed
     shows up on a short output line of its own ("94", "count: 94", "94 of 1056"), not only inside
     printed data (a list of lines, a timestamp), so such an answer goes back to be counted with code.
+    A decimal answer is a result when a short line shows it, rounded or not (1014530.1700000002 is
+    1014530.17): asked for the largest order to the North region, the 1.5B model answered one amount it
+    read in a printed list of records, 1478.45 (the largest was 3027.69).
     """
     text = answer.strip().replace(",", "")
-    if not _HOW_MANY.search(query) or not re.fullmatch(r"\d+", text):
+    if not (_HOW_MANY.search(query) or _EXTREME.search(query)):
         return False
-    token = re.compile(rf"(?<![\w.:/-]){re.escape(text)}(?:\.0+)?(?![\w:/-]|\.\d)")  # 80120.0 printed is 80120
+    if re.fullmatch(r"-?\d+\.\d+", text):
+        value, tolerance = float(text), 0.5 * 10 ** -len(text.split(".")[1]) + 1e-9
+        token = None
+    elif re.fullmatch(r"\d+", text):
+        token = re.compile(rf"(?<![\w.:/-]){re.escape(text)}(?:\.0+)?(?![\w:/-]|\.\d)")  # 80120.0 printed is 80120
+    else:
+        return False
     for line in seen.splitlines():
         for part in line.split("; "):  # the worker's notes put a count first: "note: 94 lines have ...; ..."
             part = part.strip()
-            if part and len(part) <= 120 and part[0] not in "[{(" and token.search(part):
+            if not part or len(part) > 120 or part[0] in "[{(":
+                continue
+            if token is not None and token.search(part):
+                return False
+            if token is None and any(abs(float(n.replace(",", "")) - value) <= tolerance for n in _DECIMAL.findall(part)):
                 return False
     return True
 

@@ -258,7 +258,7 @@ LABELS_VALUE = "\nFor this question that is: FINAL({value})"
 UNCOUNTED_NOTE = (
     "Your answer {answer} is not a number your code printed: no output line shows it as a result. Compute "
     "it with code over the whole context (for example, print(len(matches)) for the matching lines or items, "
-    "print(sum(numbers)) for a total), then reply with FINAL and the number it prints."
+    "print(sum(numbers)) for a total, print(max(values)) for the largest), then reply with FINAL and the number it prints."
 )
 
 #: The first words of the field-count note: it is sent once per run.

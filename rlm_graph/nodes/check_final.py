@@ -177,6 +177,15 @@ def _named_conditions(state: RLMState) -> list[list[str]]:
     return named
 
 
+def _without_comments(code: str) -> str:
+    """``code`` without its comments: "# ... in the Clothing category in April 2024" above a filter on the
+    category alone is no test of the month. Code that does not parse loses only its whole-line comments."""
+    try:
+        return ast.unparse(ast.parse(code))
+    except (SyntaxError, ValueError):
+        return re.sub(r"^\s*#.*$", "", code, flags=re.MULTILINE)
+
+
 def _tests(code: str, condition: list[str]) -> bool:
     """True if the (lower-cased) code of the cells tests ``condition`` ([field, value, kind], see the
     worker's _named_values) in some form: the value as text (or each of its words), or for a month
@@ -290,8 +299,9 @@ def _untested_note(state: RLMState, ctx: RunSettings, answer: str) -> tuple[str 
     # the code up to the cell that printed the answer (the 1.5B model printed the largest order of all,
     # filtered by the customer two cells later, and answered the first value again); all of it when no
     # cell printed it
-    at = next((i for i in range(len(cells) - 1, -1, -1) if _token_in(answer, str(cells[i].get("stdout") or ""))), None)
-    code = "\n".join(str(c.get("code") or "") for c in (cells if at is None else cells[: at + 1])).lower()
+    # (not the cell that only records it: "FINAL answer recorded: 9" under FINAL(max_quantity))
+    at = next((i for i in range(len(cells) - 1, -1, -1) if _token_in(answer, _RECORDED.sub("", str(cells[i].get("stdout") or "")))), None)
+    code = "\n".join(_without_comments(str(c.get("code") or "")) for c in (cells if at is None else cells[: at + 1])).lower()
     missing = [c for c in named if not _tests(code, c)]
     # the tests of its own in the cell that printed the answer (or the newest): method == 'GET' to
     # "How many requests to /api/cart failed with a 5xx status?"
@@ -374,7 +384,7 @@ def _tested_value(state: RLMState) -> str | None:
     if not named:
         return None
     for cell in reversed(state.get("cells") or []):
-        code = str(cell.get("code") or "").lower()
+        code = _without_comments(str(cell.get("code") or "")).lower()
         lines = [line.strip() for line in str(cell.get("stdout") or "").splitlines() if line.strip()]
         if lines and _NUMBER_ANSWER.fullmatch(lines[-1]) and all(_tests(code, c) for c in named):
             return lines[-1]

@@ -76,7 +76,16 @@ def test_a_count_must_be_printed_as_a_result() -> None:
     assert not uncounted("What is the sum of all the numbers?", "80120", "['341', '410']\n80120\n")
     assert not uncounted("What is the sum of all the numbers?", "80120", "80120.0\n")  # a float sum printed
     assert uncounted("What is the sum of all the numbers?", "80120", "80120.5\n")
-    assert not uncounted(q, "about four", hits)  # not a whole number: other checks judge it
+    assert not uncounted(q, "about four", hits)  # not a number: other checks judge it
+    # a decimal answer to a total or a largest is a result when a short line shows it, rounded or not
+    big = "What is the largest single order amount shipped to the North region?"
+    records = "[{'region': 'North', 'amount': 1478.45}, {'region': 'North', 'amount': 3027.69}]"
+    assert uncounted(big, "1478.45", records)  # read off printed records (dev-tables-max-json s2309)
+    assert not uncounted(big, "3027.69", records + "\n3027.69\n")
+    assert not uncounted("What is the total amount?", "1014530.17", "1014530.1700000002\n")
+    assert not uncounted("What is the total amount?", "1,014,530.17", "total: 1,014,530.17\n")
+    assert uncounted("What is the total amount?", "1014530.17", "1014530.2\n")
+    assert not uncounted("What is the gate?", "1478.45", records)  # not a count, a total or an extreme
 
 
 def test_placeholders_names_and_descriptions_are_not_answers() -> None:
