@@ -452,6 +452,30 @@ def test_a_number_over_a_field_the_question_does_not_name_goes_back_with_the_nam
     assert rlm.completion(orders, "How many units did the largest garden order have?").answer == "9" and len(srv.root_requests()) == 2
 
 
+def test_a_count_given_for_an_average_gets_the_runners_figures_over_the_questions_rows(rlm_for: Any) -> None:
+    # Seen on the 1.5B model (dev-tables-avg-rows): "On average, how much was an order in the books category shipped
+    # to the east region?" -> it printed the two orders and answered 2, three times, through two notes.
+    orders = [{"order_id": i, "category": ["Books", "Toys"][i % 2], "region": ["East", "West", "North"][i % 3], "quantity": 1 + i % 4,
+               "amount": 100.0 + 10 * i} for i in range(24)]
+    kept = [o for o in orders if o["category"] == "Books" and o["region"] == "East"]
+    mean = round(sum(o["amount"] for o in kept) / len(kept), 4)
+    show = repl("for item in context:\n    if item['category'] == 'Books' and item['region'] == 'East':\n        print(item)")
+    question = "On average, how much was an order in the books category shipped to the east region?"
+    rlm, srv = rlm_for([show, "FINAL(4)", f"FINAL({mean})"], sub=lambda p: "number", answer_check=True)
+    result = rlm.completion(orders, question)
+    note = srv.root_requests()[2]["prompt"]
+    assert "Your answer 4 is not a number your code printed" in note
+    assert ("The runner computed these over the rows that meet the question's conditions (r['category'] == 'Books' and "
+            f"r['region'] == 'East'):\n{len(kept)} rows\n") in note
+    assert f"amount: sum {round(sum(o['amount'] for o in kept), 4)}, mean {mean}, largest {max(o['amount'] for o in kept)}" in note
+    assert "order_id:" in note and "category:" not in note  # number fields only, not the conditions' fields
+    assert float(result.answer) == mean and result.confirmed and len(srv.root_requests()) == 3
+    # shown once per run
+    rlm, srv = rlm_for([show, "FINAL(4)", "FINAL(3)", "FINAL(3)"], sub=lambda p: "number", answer_check=True)
+    rlm.completion(orders, question)
+    assert sum("The runner computed these" in r["prompt"] for r in srv.root_requests()) == 1
+
+
 def test_a_test_on_a_word_inside_a_named_value_is_the_models_own(rlm_for: Any) -> None:
     # Seen on the 1.5B model (dev-tables-sum-csv): "orders placed by NORTHWIND RETAIL" filtered on region == 'North'
     # too, and its sum was a fifth of the right one.

@@ -143,6 +143,11 @@ _EXTREME = re.compile(r"\b(?:largest|biggest|maximum|max|highest|smallest|minimu
 _DECIMAL = re.compile(r"(?<![\w.])-?\d[\d,]*\.\d+(?![\w.])")
 
 
+def asks_aggregate(query: str) -> bool:
+    """True if the question asks for a count, a total, an average, or a largest or smallest value."""
+    return _HOW_MANY.search(query) is not None or _EXTREME.search(query) is not None
+
+
 def uncounted(query: str, answer: str, seen: str) -> bool:
     """True if a how-many (or sum, total, average, largest, smallest) question is answered with a
     number no output printed as a result.
@@ -155,7 +160,7 @@ def uncounted(query: str, answer: str, seen: str) -> bool:
     read in a printed list of records, 1478.45 (the largest was 3027.69).
     """
     text = answer.strip().replace(",", "")
-    if not (_HOW_MANY.search(query) or _EXTREME.search(query)):
+    if not asks_aggregate(query):
         return False
     if re.fullmatch(r"-?\d+\.\d+", text):
         value, tolerance = float(text), 0.5 * 10 ** -len(text.split(".")[1]) + 1e-9

@@ -14,6 +14,7 @@ from rlm_graph.graph import prompts
 from rlm_graph.graph.bindings import Bindings, RunSettings
 from rlm_graph.graph.answers import (
     EMPTY_ANSWERS,
+    asks_aggregate,
     asks_yes_no,
     empty_lookup,
     extract_value,
@@ -34,7 +35,7 @@ from rlm_graph.graph.answers import (
 )
 from rlm_graph.graph.parsing import find_final
 from rlm_graph.graph.ledger import BudgetSpent
-from rlm_graph.graph.runtime import Charges, budgeted_call, close_session, field_count, judge_answer, judge_note, judgement_kind, label_scope_words, label_value, lowered_literals, lowered_rerun, open_session, refiltered_code, refiltered_rerun, peek, peek_code, reached_limit, run_account, settings_of
+from rlm_graph.graph.runtime import Charges, budgeted_call, close_session, field_count, judge_answer, judge_note, judgement_kind, label_scope_words, label_value, lowered_literals, lowered_rerun, open_session, refiltered_code, refiltered_rerun, table_stats, peek, peek_code, reached_limit, run_account, settings_of
 from rlm_graph.graph.settings import Limits, RLMContext
 from rlm_graph.graph.state import RLMState, add_usage
 from rlm_graph.models.calls import ContextOverflow
@@ -95,7 +96,7 @@ def _notes_with(state: RLMState, mark: str) -> list[str]:
 def _runner_said(state: RLMState) -> str:
     """What the runner's own searches showed the model, in its notes."""
     return "\n".join(_notes_with(state, "The runner searched") + _notes_with(state, prompts.NEXT_HOP_MARK)
-                     + _notes_with(state, prompts.REFILTER_MARK))
+                     + _notes_with(state, prompts.REFILTER_MARK) + _notes_with(state, prompts.STATS_MARK))
 
 
 def _runner_lines(state: RLMState) -> str:
@@ -274,6 +275,32 @@ def _refilter_offers(state: RLMState) -> list[str]:
     return [m.group(1) for note in _notes_with(state, prompts.REFILTER_MARK) for m in _REFILTER_OFFER.finditer(note)]
 
 
+def _stats_part(state: RLMState, ctx: RunSettings) -> tuple[str, Charges]:
+    """The runner's figures over the rows that meet the question's conditions (runtime.table_stats), as a
+    note part, for a question with such conditions that asks for a count, a total, an average or an
+    extreme; "" otherwise, or once they were shown."""
+    named = _named_conditions(state)
+    meta = state.get("context_meta") or {}
+    keys = [str(k) for k in (meta.get("item_keys") or meta.get("columns") or [])]
+    if not named or not keys or not asks_aggregate(state.get("query", "")) or _notes_with(state, prompts.STATS_MARK):
+        return "", Charges()
+    fixed = {str(c[0]) for c in named}
+    for group in ("field_values", "json_values", "log_values"):
+        fixed |= {str(k) for k in (meta.get(group) or {})}
+    tests = " and ".join(_test_code(c) for c in named)
+    out, charges = table_stats(state, ctx, "rows" if meta.get("rows") else "context", tests, [k for k in keys if k not in fixed])
+    return (prompts.STATS_NOTE.format(tests=tests, stats=out) if out else ""), charges
+
+
+def _stats_values(state: RLMState) -> list[str]:
+    """The figures the runner's table stats showed (see :func:`_stats_part`)."""
+    out = []
+    for note in _notes_with(state, prompts.STATS_MARK):
+        part = note.split(prompts.STATS_MARK, 1)[1]
+        out += re.findall(r"(?<![\w.])-?\d+(?:\.\d+)?(?![\w.])", part.split("\nPick the figure", 1)[0].split("):", 1)[-1])
+    return out
+
+
 _REFILTER_OFFER = re.compile(r"If (-?\d[\d,]*(?:\.\d+)?) is the answer, reply with exactly: FINAL\(")
 
 
@@ -293,7 +320,7 @@ def _untested_note(state: RLMState, ctx: RunSettings, answer: str) -> tuple[str 
         return None, Charges()
     if any(_same_value(answer, n) for note in _notes_with(state, prompts.SCOPED_LABELS_MARK) for _, n in _label_counts_of(note)):
         return None, Charges()  # the runner's own label count of the items that meet the conditions
-    if any(_same_value(answer, v) for v in _refilter_offers(state)):
+    if any(_same_value(answer, v) for v in _refilter_offers(state) + _stats_values(state)):
         return None, Charges()
     cells = state.get("cells") or []
     # the code up to the cell that printed the answer (the 1.5B model printed the largest order of all,
@@ -324,7 +351,13 @@ def _untested_note(state: RLMState, ctx: RunSettings, answer: str) -> tuple[str 
         field = next(iter(swap.values()))
         example += f"\nprint(max(r[{field!r}] for r in kept), sum(r[{field!r}] for r in kept))"
     note = prompts.UNTESTED_NOTE.format(answer=answer.strip(), said=said, example=example)
-    if value is not None:
+    if value is None:
+        # no cell of its own to run with the question's filter (it filtered search()'s hits): the runner's figures
+        stats, more = _stats_part(state, ctx)
+        note = note + stats
+        charges.add(more.usage, more.calls)
+        charges.refused = charges.refused or more.refused
+    else:
         what = " and ".join(part for part in (
             f"the question's filter ({tests})" if tests and (missing or extra) else "",
             " and ".join(f"r[{v!r}] in place of r[{k!r}]" for k, v in swap.items())) if part)
@@ -593,7 +626,10 @@ def check_final(state: RLMState, runtime: Runtime[RLMContext], *, defaults: Bind
         counted = any(_same_value(answer, c) for c in _runner_counts(state))  # the runner's own count, given back: not unseen, not uncounted
         if checks < 2 and not counted and uncounted(state.get("query", ""), answer, _seen_text(state)):
             note = prompts.UNCOUNTED_NOTE.format(answer=answer)
-            return {"proposed": None, "form_checks": checks + 1, "messages": ({"role": "user", "content": note},)}
+            if ctx.answer_check:
+                stats, more = _stats_part(state, ctx)
+                note, spent = note + stats, _merge_spent(spent, _spent(more))
+            return {"proposed": None, "form_checks": checks + 1, "messages": ({"role": "user", "content": note},), **spent}
         if checks < 2 and ctx.answer_check and not counted and _unseen(answer, state):
             # A small model often answers with a placeholder (12345) right after its code printed
             # the real value: an answer none of whose parts the REPL ever showed goes back once.
@@ -881,7 +917,7 @@ def _runner_counts(state: RLMState) -> set[str]:
     counts |= {m.group(1) for mark in (prompts.LOWERED_MARK, prompts.LABEL_RUN_MARK) for note in _notes_with(state, mark)
                for m in re.finditer(r"reply FINAL\((.+?)\)\.$", note, re.MULTILINE)}
     # and the value of the model's own cells re-run with the question's filter (see _untested_note)
-    counts |= set(_refilter_offers(state))
+    counts |= set(_refilter_offers(state)) | set(_stats_values(state))
     # and the per-label counts of the runner's classify() over the context (see runtime.label_counts),
     # with the value they give (a label, for a most-common question)
     return counts | _label_values(state)
