@@ -470,10 +470,23 @@ def test_a_count_given_for_an_average_gets_the_runners_figures_over_the_question
     assert f"amount: sum {round(sum(o['amount'] for o in kept), 4)}, mean {mean}, largest {max(o['amount'] for o in kept)}" in note
     assert "order_id:" in note and "category:" not in note  # number fields only, not the conditions' fields
     assert float(result.answer) == mean and result.confirmed and len(srv.root_requests()) == 3
+    assert "For this question that is" not in note  # its words name no field: the figure is the model's to pick
     # shown once per run
     rlm, srv = rlm_for([show, "FINAL(4)", "FINAL(3)", "FINAL(3)"], sub=lambda p: "number", answer_check=True)
     rlm.completion(orders, question)
     assert sum("The runner computed these" in r["prompt"] for r in srv.root_requests()) == 1
+    # a question that names the field and the figure gets it offered; kept off, the number no output showed as a
+    # result is replaced by it (dev-tables-max-json s2309: 1478.45, one amount of a printed list, through both notes)
+    named = "What is the average order amount in the books category shipped to the east region?"
+    rlm, srv = rlm_for([show, "FINAL(1046.25)", "FINAL(1046.25)"], sub=lambda p: "number", answer_check=True)
+    result = rlm.completion(orders, named)
+    assert f"For this question that is: FINAL({mean})" in srv.root_requests()[2]["prompt"]
+    assert float(result.answer) == mean and result.confirmed is False and len(srv.root_requests()) == 3
+    # at a forced end (a loop on search()), the figure is the answer
+    loop = repl("print(search('books'))")
+    rlm, srv = rlm_for([loop, loop, loop, "FINAL(7)"], sub=lambda p: "number", answer_check=True)
+    result = rlm.completion(orders, "What is the largest amount of an order in the books category shipped to the east region?")
+    assert result.stopped_by == "stuck_loop" and float(result.answer) == max(o["amount"] for o in kept) and result.confirmed is False
 
 
 def test_a_test_on_a_word_inside_a_named_value_is_the_models_own(rlm_for: Any) -> None:

@@ -212,17 +212,13 @@ def _wrong_field(state: RLMState, code: str) -> dict[str, str]:
     of the rows ("the maximum amount of one order") and ``code`` never reads it but takes max/sum/...
     over another one the question never names (r['quantity']); {} otherwise. The 1.5B model answered
     "What is the maximum amount of one order for garden products?" with the largest quantity, 9."""
-    meta = state.get("context_meta") or {}
-    keys = [str(k) for k in (meta.get("item_keys") or meta.get("columns") or [])]
+    keys, fixed = _fields(state)
     if not keys:
         return {}
-    query = str(state.get("query", "")).lower()
-    fixed = {str(c[0]) for c in meta.get("named_values") or []}
-    for group in ("field_values", "json_values", "log_values"):
-        fixed |= {str(k) for k in (meta.get(group) or {})}
+    query = str(state.get("query", ""))
 
     def named(key: str) -> bool:
-        return re.search(rf"\b{re.escape(key.lower().replace('_', ' '))}s?\b", query) is not None
+        return _named_field(query, key)
 
     asked = [k for k in keys if k not in fixed and named(k)]
     if len(asked) != 1:
@@ -275,21 +271,78 @@ def _refilter_offers(state: RLMState) -> list[str]:
     return [m.group(1) for note in _notes_with(state, prompts.REFILTER_MARK) for m in _REFILTER_OFFER.finditer(note)]
 
 
+#: The figure of the runner's table stats a question's words ask for, tried in this order.
+_FIGURES = (("mean", re.compile(r"\b(?:average|mean)\b")), ("largest", re.compile(r"\b(?:largest|biggest|maximum|max|highest)\b")),
+            ("smallest", re.compile(r"\b(?:smallest|minimum|min|lowest)\b")), ("sum", re.compile(r"\b(?:total|sum|combined)\b")))
+
+
+def _fields(state: RLMState) -> tuple[list[str], set[str]]:
+    """The rows' keys (of a table or records) and those that take a few values or are the question's
+    conditions' fields (the others can hold numbers to add up)."""
+    meta = state.get("context_meta") or {}
+    keys = [str(k) for k in (meta.get("item_keys") or meta.get("columns") or [])]
+    fixed = {str(c[0]) for c in meta.get("named_values") or []}
+    for group in ("field_values", "json_values", "log_values"):
+        fixed |= {str(k) for k in (meta.get(group) or {})}
+    return keys, fixed
+
+
+def _named_field(query: str, key: str) -> bool:
+    """True if the question writes the field's name (unit_price as "unit price", or a plural)."""
+    return re.search(rf"\b{re.escape(key.lower().replace('_', ' '))}s?\b", query.lower()) is not None
+
+
+def _stats_figure(query: str, keys: list[str], fixed: set[str], stats: str) -> str | None:
+    """The figure of the runner's table stats (runtime.table_stats) the question asks for: the sum, mean,
+    largest or smallest of the one number field the question names ("the biggest order ... by amount" ->
+    amount's largest); None when its words do not say which. (Not a count: the rows the conditions keep
+    are not the answer to "how many of user 48213's texts are questions?", whose label is no field.)"""
+    q = query.lower()
+    figure = next((name for name, words in _FIGURES if words.search(q)), None)
+    named = [k for k in keys if k not in fixed and _named_field(q, k)]
+    if figure is None or len(named) != 1:
+        return None
+    line = next((l for l in stats.splitlines() if l.startswith(f"{named[0]}: ")), "")
+    found = re.search(rf"\b{figure} (-?\d+(?:\.\d+)?)", line)
+    return found.group(1) if found else None
+
+
 def _stats_part(state: RLMState, ctx: RunSettings) -> tuple[str, Charges]:
     """The runner's figures over the rows that meet the question's conditions (runtime.table_stats), as a
     note part, for a question with such conditions that asks for a count, a total, an average or an
-    extreme; "" otherwise, or once they were shown."""
+    extreme, ending with the figure it asks for when its words say which (``For this question that is:
+    FINAL(x)``); "" otherwise, or once they were shown."""
     named = _named_conditions(state)
-    meta = state.get("context_meta") or {}
-    keys = [str(k) for k in (meta.get("item_keys") or meta.get("columns") or [])]
+    keys, fixed = _fields(state)
     if not named or not keys or not asks_aggregate(state.get("query", "")) or _notes_with(state, prompts.STATS_MARK):
         return "", Charges()
-    fixed = {str(c[0]) for c in named}
-    for group in ("field_values", "json_values", "log_values"):
-        fixed |= {str(k) for k in (meta.get(group) or {})}
     tests = " and ".join(_test_code(c) for c in named)
-    out, charges = table_stats(state, ctx, "rows" if meta.get("rows") else "context", tests, [k for k in keys if k not in fixed])
-    return (prompts.STATS_NOTE.format(tests=tests, stats=out) if out else ""), charges
+    source = "rows" if (state.get("context_meta") or {}).get("rows") else "context"
+    out, charges = table_stats(state, ctx, source, tests, [k for k in keys if k not in fixed])
+    if not out:
+        return "", charges
+    figure = _stats_figure(state.get("query", ""), keys, fixed, out)
+    return prompts.STATS_NOTE.format(tests=tests, stats=out) + (prompts.STATS_VALUE.format(value=figure) if figure else ""), charges
+
+
+def _forced_figure(state: RLMState, ctx: RunSettings) -> tuple[str | None, Charges]:
+    """The figure the runner's table stats give for the question at a forced end (the one its note gave,
+    or computed now), or None."""
+    picked = _stats_pick(state)
+    if picked is not None or _notes_with(state, prompts.STATS_MARK):
+        return picked, Charges()
+    part, charges = _stats_part(state, ctx)
+    found = re.search(re.escape(prompts.STATS_VALUE.split("{")[0].strip()) + r"(-?\d+(?:\.\d+)?)\)", part)
+    return (found.group(1) if found else None), charges
+
+
+def _stats_pick(state: RLMState) -> str | None:
+    """The figure the runner's table stats note gave for this question (its ``For this question that is``)."""
+    for note in _notes_with(state, prompts.STATS_MARK):
+        found = re.search(re.escape(prompts.STATS_VALUE.split("{")[0].strip()) + r"(-?\d+(?:\.\d+)?)\)", note)
+        if found:
+            return found.group(1)
+    return None
 
 
 def _stats_values(state: RLMState) -> list[str]:
@@ -624,6 +677,12 @@ def check_final(state: RLMState, runtime: Runtime[RLMContext], *, defaults: Bind
             if note is not None:
                 return {"messages": ({"role": "user", "content": note},), **spent, "proposed": None, "form_checks": checks + 1}
         counted = any(_same_value(answer, c) for c in _runner_counts(state))  # the runner's own count, given back: not unseen, not uncounted
+        picked = _stats_pick(state) if ctx.answer_check else None
+        if picked is not None and not counted and uncounted(state.get("query", ""), answer, _seen_text(state)):
+            # The figure the runner's table stats gave, after the model kept a number no output showed as a
+            # result (the 1.5B model repeated 1478.45, one amount of a printed list, through both notes).
+            close_session(state)
+            return {"final_answer": picked, "stopped_by": "final", "confirmed": False, "proposed": None, **spent}
         if checks < 2 and not counted and uncounted(state.get("query", ""), answer, _seen_text(state)):
             note = prompts.UNCOUNTED_NOTE.format(answer=answer)
             if ctx.answer_check:
@@ -1061,6 +1120,15 @@ def _forced_final(state: RLMState, ctx: RunSettings, limits: Limits, limit: str)
     tested = _tested_value(state) if ctx.answer_check and labelled is None and len(counts) != 1 and not is_lookup(query) else None
     if tested is not None:
         answer = tested
+    if ctx.answer_check and tested is None and labelled is None and not is_lookup(query) and not any(
+            answer is not None and _same_value(answer, v) for v in _refilter_offers(state)):
+        # A table question the model looped on without computing it (it printed search()'s records
+        # again and again): the runner's figure over the rows its conditions keep, when its words say which.
+        figure, more = _forced_figure(state, ctx)
+        if more.usage:
+            update["usage"] = add_usage(update.get("usage"), more.usage)
+        if figure is not None:
+            answer = figure
     # (the runner's label counts answer a "Which label is the most common" question: no lookup steps after them)
     lookup = is_lookup(query) and tested is None and labelled is None
     subject = _subject_named(query, answer) if ctx.answer_check and lookup and limit not in _SPEND_LIMITS else None
