@@ -471,10 +471,11 @@ def test_a_count_given_for_an_average_gets_the_runners_figures_over_the_question
     assert "order_id:" in note and "category:" not in note  # number fields only, not the conditions' fields
     assert float(result.answer) == mean and result.confirmed and len(srv.root_requests()) == 3
     assert "For this question that is" not in note  # its words name no field: the figure is the model's to pick
-    # shown once per run
-    rlm, srv = rlm_for([show, "FINAL(4)", "FINAL(3)", "FINAL(3)"], sub=lambda p: "number", answer_check=True)
+    # shown once per run; the number of rows is no answer to an average (dev-tables-avg-rows s2105 answered 2 again)
+    rlm, srv = rlm_for([show, "FINAL(4)", f"FINAL({len(kept)})", f"FINAL({len(kept)})"], sub=lambda p: "number", answer_check=True)
     rlm.completion(orders, question)
     assert sum("The runner computed these" in r["prompt"] for r in srv.root_requests()) == 1
+    assert f"Your answer {len(kept)} is not a number your code printed" in srv.root_requests()[3]["prompt"]
     # a question that names the field and the figure gets it offered; kept off, the number no output showed as a
     # result is replaced by it (dev-tables-max-json s2309: 1478.45, one amount of a printed list, through both notes)
     named = "What is the average order amount in the books category shipped to the east region?"

@@ -345,12 +345,22 @@ def _stats_pick(state: RLMState) -> str | None:
     return None
 
 
+_COUNT_WORDS = re.compile(r"\b(?:how many|number of|count)\b")
+
+
 def _stats_values(state: RLMState) -> list[str]:
-    """The figures the runner's table stats showed (see :func:`_stats_part`)."""
+    """The figures the runner's table stats showed (see :func:`_stats_part`) of the kind the question asks
+    for: its means for an average ("2 rows" is no answer to "On average, how much was an order ...?": the
+    1.5B model answered 2 twice), the number of rows for a count; all of them when its words say neither."""
+    q = str(state.get("query", "")).lower()
+    figure = next((name for name, words in _FIGURES if words.search(q)), None)
     out = []
     for note in _notes_with(state, prompts.STATS_MARK):
-        part = note.split(prompts.STATS_MARK, 1)[1]
-        out += re.findall(r"(?<![\w.])-?\d+(?:\.\d+)?(?![\w.])", part.split("\nPick the figure", 1)[0].split("):", 1)[-1])
+        lines = note.split(prompts.STATS_MARK, 1)[1].split("\nPick the figure", 1)[0].split("):\n", 1)[-1].splitlines()
+        if lines and (figure is None or _COUNT_WORDS.search(q)):
+            out += lines[0].split(" ", 1)[:1]
+        for line in lines[1:]:
+            out += [m.group(2) for m in re.finditer(r"\b(sum|mean|largest|smallest) (-?\d+(?:\.\d+)?)", line) if figure in (None, m.group(1))]
     return out
 
 
