@@ -216,11 +216,7 @@ def _wrong_field(state: RLMState, code: str) -> dict[str, str]:
     if not keys:
         return {}
     query = str(state.get("query", ""))
-
-    def named(key: str) -> bool:
-        return _named_field(query, key)
-
-    asked = [k for k in keys if k not in fixed and named(k)]
+    asked = [k for k in keys if k not in fixed and _named_field(query, k)]
     if len(asked) != 1:
         return {}
     try:
@@ -237,7 +233,7 @@ def _wrong_field(state: RLMState, code: str) -> dict[str, str]:
                            and isinstance(n.slice.value, str)}
     if asked[0] in read:
         return {}
-    wrong = [k for k in keys if k in aggregated and k not in fixed and k != asked[0] and not named(k)]
+    wrong = [k for k in keys if k in aggregated and k not in fixed and k != asked[0] and not _named_field(query, k)]
     return {wrong[0]: asked[0]} if len(wrong) == 1 else {}
 
 
