@@ -143,6 +143,13 @@ _EXTREME = re.compile(r"\b(?:largest|biggest|maximum|max|highest|smallest|minimu
 _DECIMAL = re.compile(r"(?<![\w.])-?\d[\d,]*\.\d+(?![\w.])")
 
 
+def _agree(value: float, places: int, printed: str) -> bool:
+    """True if ``value`` (written with ``places`` decimals) and the printed decimal are one number at the
+    fewer of their decimals: 1014530.17 and 1014530.1700000002, 5.857142857142857 and 5.86."""
+    digits = min(places, len(printed.split(".")[1]))
+    return abs(float(printed) - value) <= 0.5 * 10 ** -digits + 1e-9
+
+
 def asks_aggregate(query: str) -> bool:
     """True if the question asks for a count, a total, an average, or a largest or smallest value."""
     return _HOW_MANY.search(query) is not None or _EXTREME.search(query) is not None
@@ -163,7 +170,7 @@ def uncounted(query: str, answer: str, seen: str) -> bool:
     if not asks_aggregate(query):
         return False
     if re.fullmatch(r"-?\d+\.\d+", text):
-        value, tolerance = float(text), 0.5 * 10 ** -len(text.split(".")[1]) + 1e-9
+        value, places = float(text), len(text.split(".")[1])
         token = None
     elif re.fullmatch(r"\d+", text):
         token = re.compile(rf"(?<![\w.:/-]){re.escape(text)}(?:\.0+)?(?![\w:/-]|\.\d)")  # 80120.0 printed is 80120
@@ -176,7 +183,7 @@ def uncounted(query: str, answer: str, seen: str) -> bool:
                 continue
             if token is not None and token.search(part):
                 return False
-            if token is None and any(abs(float(n.replace(",", "")) - value) <= tolerance for n in _DECIMAL.findall(part)):
+            if token is None and any(_agree(value, places, n.replace(",", "")) for n in _DECIMAL.findall(part)):
                 return False
     return True
 

@@ -84,7 +84,10 @@ def test_a_count_must_be_printed_as_a_result() -> None:
     assert not uncounted(big, "3027.69", records + "\n3027.69\n")
     assert not uncounted("What is the total amount?", "1014530.17", "1014530.1700000002\n")
     assert not uncounted("What is the total amount?", "1,014,530.17", "total: 1,014,530.17\n")
-    assert uncounted("What is the total amount?", "1014530.17", "1014530.2\n")
+    assert uncounted("What is the total amount?", "1014530.17", "1014530.3\n")
+    # a value printed rounded, the answer at full precision (dev-tables-avg-rows s2109)
+    assert not uncounted("What is the average quantity?", "5.857142857142857", "The average quantity per order is 5.86\n")
+    assert uncounted("What is the average quantity?", "5.857142857142857", "The average quantity per order is 5.81\n")
     assert not uncounted("What is the gate?", "1478.45", records)  # not a count, a total or an extreme
 
 
