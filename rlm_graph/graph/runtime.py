@@ -473,6 +473,11 @@ _COUNT_QUESTION = re.compile(r"\b(?:how many|number of|count)\b", re.IGNORECASE)
 _IDS_QUESTION = re.compile(r"\b(?:which|list)\b.*\bids?\b", re.IGNORECASE | re.DOTALL)
 
 
+def sent(state: RLMState, mark: str) -> bool:
+    """True if a message of the run holds ``mark`` (the fixed first words of a once-only note)."""
+    return any(mark in str(m.get("content")) for m in state.get("messages") or [])
+
+
 def judgement_kind(state: RLMState) -> str | None:
     """``"count"`` or ``"ids"`` when the question asks how many, or which (by id), of a collection of
     short texts count, the context has no field a code filter could count by, and no sub-call has
@@ -484,7 +489,7 @@ def judgement_kind(state: RLMState) -> str | None:
     meta = state.get("context_meta") or {}
     if not meta.get("text_items") or meta.get("field_values") or int(state.get("n_subcalls") or 0) > 0:
         return None
-    if any(prompts.LABELS_MARK in str(m.get("content")) for m in state.get("messages") or []):
+    if sent(state, prompts.LABELS_MARK):
         return None  # the runner labelled the items already (label_counts, outside the record)
     query = state.get("query", "")
     if _COUNT_QUESTION.search(query):
@@ -602,11 +607,11 @@ def label_value(query: str, counts: list[tuple[str, int]]) -> str | None:
     """What label counts (most common first) answer: the count of the one label a how-many question
     names, or the most common label; None for another question. Told "this answers it" with the
     counts alone, the 1.5B model answered a most-common question with the top count (14)."""
-    rest = label_scope_words(query)
+    rest, how_many, most_common = _label_question(query)
     named = [n for label, n in counts if re.search(rf"(?<![\w-]){re.escape(label.lower())}(?![\w-])", rest)]
-    if len(named) == 1 and re.search(r"\bhow many\b|\bcount\b|\bnumber of\b", rest):
+    if len(named) == 1 and how_many:
         return str(named[0])
-    if counts and not named and re.search(r"\bmost (?:common|frequent|often)\b", rest):
+    if counts and not named and most_common:
         return counts[0][0]
     return None
 
@@ -614,9 +619,19 @@ def label_value(query: str, counts: list[tuple[str, int]]) -> str | None:
 def asks_label_counts(query: str) -> bool:
     """True if the question lists the labels its items take ("its sentiment, one of: positive,
     negative, neutral") and asks how many items have one, or which is the most common."""
+    _, how_many, most_common = _label_question(query)
+    return bool(re.search(r"\bone of\b", query, re.IGNORECASE)) and (how_many or most_common)
+
+
+_HOW_MANY_LABEL = re.compile(r"\bhow many\b|\bcount\b|\bnumber of\b")
+_MOST_COMMON = re.compile(r"\bmost (?:common|frequent|often)\b")
+
+
+def _label_question(query: str) -> tuple[str, bool, bool]:
+    """A label question read once: its words without the label list (:func:`label_scope_words`), and
+    whether they ask how many or which is the most common."""
     rest = label_scope_words(query)
-    return (bool(re.search(r"\bone of\b", query, re.IGNORECASE))
-            and re.search(r"\bhow many\b|\bcount\b|\bnumber of\b|\bmost (?:common|frequent|often)\b", rest) is not None)
+    return rest, _HOW_MANY_LABEL.search(rest) is not None, _MOST_COMMON.search(rest) is not None
 
 
 def label_scope_words(query: str) -> str:

@@ -914,7 +914,6 @@ def _needs_judging(state: RLMState, answer: str, kind: str) -> bool:
 
 
 #: FINAL(<a constant>) in a cell's code: FINAL(0), FINAL("Paris").
-_FINAL_LITERAL = re.compile(r"\bFINAL\(\s*(-?\d[\d,.]*|'[^'\n]*'|\"[^\"\n]*\")\s*\)")
 
 
 def _judged_value(state: RLMState) -> str | None:
@@ -944,6 +943,10 @@ def _judged_pick(state: RLMState, answer: str) -> str:
         return answer
     items = [x.strip(" '\"") for x in judged.strip("[]").split(",")]
     return judged if len(items) >= 2 and answer.strip(" '\"") in items else answer
+
+
+#: A constant given to FINAL in code: FINAL(0), FINAL('x').
+_FINAL_LITERAL = re.compile(r"\bFINAL\(\s*(-?\d[\d,.]*|'[^'\n]*'|\"[^\"\n]*\")\s*\)")
 
 
 def _written_blind(state: RLMState, answer: str) -> bool:
@@ -1121,12 +1124,14 @@ def _forced_final(state: RLMState, ctx: RunSettings, limits: Limits, limit: str)
         answer = labelled
     judged = _judged_value(state) if ctx.answer_check and labelled is None and _notes_with(state, prompts.JUDGE_MARK) else None
     if judged is not None:
-        answer = labelled = judged  # (what the judge() cell the note gave printed: no lookup steps after it)
+        answer = judged  # (what the judge() cell the note gave printed)
+    # the runner's label counts or the judge() cell gave the answer: no tested value, no lookup steps after them
+    runner_value = labelled is not None or judged is not None
     # (not over the runner's field count, nor for a lookup: a name's answer is no number)
-    tested = _tested_value(state) if ctx.answer_check and labelled is None and len(counts) != 1 and not is_lookup(query) else None
+    tested = _tested_value(state) if ctx.answer_check and not runner_value and len(counts) != 1 and not is_lookup(query) else None
     if tested is not None:
         answer = tested
-    if ctx.answer_check and tested is None and labelled is None and not is_lookup(query) and not any(
+    if ctx.answer_check and tested is None and not runner_value and not is_lookup(query) and not any(
             answer is not None and _same_value(answer, v) for v in _refilter_offers(state)):
         # A table question the model looped on without computing it (it printed search()'s records
         # again and again): the runner's figure over the rows its conditions keep, when its words say which.
@@ -1135,8 +1140,7 @@ def _forced_final(state: RLMState, ctx: RunSettings, limits: Limits, limit: str)
             update["usage"] = add_usage(update.get("usage"), more.usage)
         if figure is not None:
             answer = figure
-    # (the runner's label counts answer a "Which label is the most common" question: no lookup steps after them)
-    lookup = is_lookup(query) and tested is None and labelled is None
+    lookup = is_lookup(query) and tested is None and not runner_value
     subject = _subject_named(query, answer) if ctx.answer_check and lookup and limit not in _SPEND_LIMITS else None
     read_by_runner = False
     if subject is not None:

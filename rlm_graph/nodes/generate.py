@@ -13,7 +13,7 @@ from rlm_graph.graph.bindings import Bindings, RunSettings
 from rlm_graph.graph.answers import key_terms, search_hint
 from rlm_graph.graph.parsing import FinalCall, code_blocks, find_final, normalize_code
 from rlm_graph.graph.ledger import BudgetSpent
-from rlm_graph.graph.runtime import Charges, asks_label_counts, budgeted_call, judge_note, judgement_kind, label_counts, peek, run_account, settings_of
+from rlm_graph.graph.runtime import Charges, asks_label_counts, budgeted_call, judge_note, judgement_kind, label_counts, peek, run_account, sent, settings_of
 from rlm_graph.graph.settings import Limits, RLMContext
 from rlm_graph.graph.state import RLMState, add_usage
 from rlm_graph.models.calls import ContextOverflow
@@ -82,11 +82,16 @@ def _defined(name: str, state: RLMState, blocks: list[str]) -> bool:
     return any(re.search(rf"\b{re.escape(name)}\s*(=[^=]|,|\+=)|for\s+{re.escape(name)}\b|def\s+{re.escape(name)}\b", b) for b in blocks)
 
 
+def _offered(value: str, state: RLMState, notes: tuple[dict[str, Any], ...]) -> bool:
+    """True if a runner's note (of the run, or ``notes`` shown this turn) offered exactly ``FINAL(value)``."""
+    offer = f"FINAL({value})"
+    return any(m.get("role") == "user" and offer in str(m.get("content")) for m in [*(state.get("messages") or []), *notes])
+
+
 def _shown(word: str, state: RLMState, notes: tuple[dict[str, Any], ...] = ()) -> bool:
     """True if ``word`` appeared in a REPL output, or a runner's note (of the run, or ``notes`` shown this
     turn) offered ``FINAL(word)``: FINAL(saffron) then means the word itself."""
-    return (any(re.search(rf"\b{re.escape(word)}\b", c.get("stdout") or "") for c in state.get("cells") or [])
-            or any(m.get("role") == "user" and f"FINAL({word})" in str(m.get("content")) for m in [*(state.get("messages") or []), *notes]))
+    return any(re.search(rf"\b{re.escape(word)}\b", c.get("stdout") or "") for c in state.get("cells") or []) or _offered(word, state, notes)
 
 
 def _offered_value(text: str, blocks: list[str], state: RLMState, notes: tuple[dict[str, Any], ...]) -> str | None:
@@ -97,13 +102,7 @@ def _offered_value(text: str, blocks: list[str], state: RLMState, notes: tuple[d
     value = (blocks[0] if blocks else re.sub(r"^```[\w-]*|```$", "", text.strip())).strip()
     if not value or "\n" in value or len(value) > 100:
         return None
-    offered = f"FINAL({value})"
-    return value if any(m.get("role") == "user" and offered in str(m.get("content")) for m in [*(state.get("messages") or []), *notes]) else None
-
-
-def _sent(state: RLMState, mark: str) -> bool:
-    """True if a message of the run holds ``mark`` (the fixed first words of a once-only note)."""
-    return any(mark in str(m.get("content")) for m in state.get("messages") or [])
+    return value if _offered(value, state, notes) else None
 
 
 def _with_runner_search(state: RLMState, ctx: RunSettings, note: str, update: dict[str, Any]) -> str:
@@ -141,7 +140,7 @@ def generate(state: RLMState, runtime: Runtime[RLMContext], *, defaults: Binding
     iteration = int(state.get("iteration") or 0) + 1
     shown: tuple[dict[str, Any], ...] = ()
     spent_before = Charges()
-    if (ctx.answer_check and len(state.get("cells") or []) == 1 and not _sent(state, prompts.LABELS_MARK)
+    if (ctx.answer_check and len(state.get("cells") or []) == 1 and not sent(state, prompts.LABELS_MARK)
             and asks_label_counts(state.get("query", ""))):
         # a question about the labels of the items (how many have one, which is the most common): after
         # the model's first look at the data, the runner's label counts (of the items the question's
@@ -195,11 +194,11 @@ def generate(state: RLMState, runtime: Runtime[RLMContext], *, defaults: Binding
         stuck = int(state.get("stuck") or 0) + 1
         note = prompts.STUCK_NOTE.format(search_hint=search_hint(state.get("query", "")))
         kind = judgement_kind(state) if ctx.answer_check else None
-        if stuck == 1 and not shown and not _sent(state, prompts.LABELS_MARK) and (labelled := _with_label_counts(state, ctx, note, update)):
+        if stuck == 1 and not shown and not sent(state, prompts.LABELS_MARK) and (labelled := _with_label_counts(state, ctx, note, update)):
             # a question that lists its labels ("one of: positive, negative, neutral") looped on word
             # searches for the labels: show how the sub-model labels the items instead
             note = labelled
-        elif stuck == 1 and kind and not _sent(state, prompts.JUDGE_MARK):
+        elif stuck == 1 and kind and not sent(state, prompts.JUDGE_MARK):
             # a judgement question (reviews, tickets) looped on word filters: the way out is judge(), not a search
             note = judge_note(state, kind)
         elif stuck == 1:
@@ -211,13 +210,13 @@ def generate(state: RLMState, runtime: Runtime[RLMContext], *, defaults: Binding
             update["budget_hit"] = "stuck_loop"
         return update
     paging = blocks and _pages(blocks[0]) and sum(1 for c in (state.get("cells") or [])[-2:] if _pages(str(c.get("code") or ""))) == 2
-    if paging and not _sent(state, prompts.PAGING_MARK):
+    if paging and not sent(state, prompts.PAGING_MARK):
         # The 1.5B model printed context[0:100], context[100:200], ... for 20 turns over a 42-order table.
         size = (state.get("context_meta") or {}).get("length")
         update["messages"] += ({"role": "user", "content": prompts.PAGING_NOTE.format(
             size=f"{size:,} characters" if isinstance(size, int) and (state.get("context_meta") or {}).get("type") == "str"
             else f"{size:,} items" if isinstance(size, int) else "the context")},)
-    elif paging and not _sent(state, prompts.PAGING_AGAIN_MARK):
+    elif paging and not sent(state, prompts.PAGING_AGAIN_MARK):
         # It read on for 17 more turns after the note: once, the runner shows what a search for the
         # question's key words finds (whole records on a JSON text), as for a repeated cell.
         note = prompts.PAGING_AGAIN_NOTE.format(search_hint=search_hint(state.get("query", "")))
