@@ -33,7 +33,7 @@ from rlm_graph.graph.state import Pending, RLMState, Usage, add_usage, task_star
 from rlm_graph.models.calls import Reply, call_model, reply_cap
 from rlm_graph.models.tokens import count_tokens
 from rlm_graph.sandboxes import POOL, SandboxSession, transport_factory
-from rlm_graph.sandboxes.protocol import CellResult, SubRequest, prompt_hash
+from rlm_graph.sandboxes.protocol import SubRequest, prompt_hash
 from rlm_graph.sandboxes.session import Recorded
 
 log = logging.getLogger("rlm_graph")
