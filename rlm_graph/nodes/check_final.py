@@ -673,8 +673,8 @@ def check_final(state: RLMState, runtime: Runtime[RLMContext], *, defaults: Bind
             # "bug" (0) or starting with "The" (10). The note gives the exact code, which it copies.
             return {"proposed": None, "form_checks": checks + 1, "messages": ({"role": "user", "content": judge_note(state, kind)},)}
         if checks < 2 and ctx.answer_check and len(_notes_with(state, prompts.UNTESTED_MARK)) < 2:
-            note, more = _untested_note(state, ctx, answer)
-            spent = _merge_spent(spent, _spent(more))
+            note, rerun = _untested_note(state, ctx, answer)
+            spent = _merge_spent(spent, _spent(rerun))
             if note is not None:
                 return {"proposed": None, "form_checks": checks + 1, "messages": ({"role": "user", "content": note},), **spent}
         if checks < 2 and ctx.answer_check:
@@ -692,8 +692,8 @@ def check_final(state: RLMState, runtime: Runtime[RLMContext], *, defaults: Bind
         if checks < 2 and not counted and uncounted(state.get("query", ""), answer, _seen_text(state)):
             note = prompts.UNCOUNTED_NOTE.format(answer=answer)
             if ctx.answer_check:
-                stats, more = _stats_part(state, ctx)
-                note, spent = note + stats, _merge_spent(spent, _spent(more))
+                stats, figuring = _stats_part(state, ctx)
+                note, spent = note + stats, _merge_spent(spent, _spent(figuring))
             return {"proposed": None, "form_checks": checks + 1, "messages": ({"role": "user", "content": note},), **spent}
         if checks < 2 and ctx.answer_check and not counted and _unseen(answer, state):
             # A small model often answers with a placeholder (12345) right after its code printed
@@ -1135,9 +1135,9 @@ def _forced_final(state: RLMState, ctx: RunSettings, limits: Limits, limit: str)
             answer is not None and _same_value(answer, v) for v in _refilter_offers(state)):
         # A table question the model looped on without computing it (it printed search()'s records
         # again and again): the runner's figure over the rows its conditions keep, when its words say which.
-        figure, more = _forced_figure(state, ctx)
-        if more.usage:
-            update["usage"] = add_usage(update.get("usage"), more.usage)
+        figure, figuring = _forced_figure(state, ctx)
+        if figuring.usage:
+            update["usage"] = add_usage(update.get("usage"), figuring.usage)
         if figure is not None:
             answer = figure
     lookup = is_lookup(query) and tested is None and not runner_value
