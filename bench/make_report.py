@@ -139,6 +139,10 @@ HELPER_MARKERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("a filter test the question never names, found nothing: note", ("that test is your own, and with it",)),
     ("a slice of a table's raw text: note with rows[0]", ("that is a piece of the raw text",)),
     ("runner's label counts of the items the question's fields pick (a user, a month)", ("that meet the question's conditions",)),
+    ("a number over a field the question does not name (quantity for amount): sent back", ("where the question asks about the",)),
+    ("the model's cells re-run with the question's filter and field, their value offered", ("The runner ran your cell with",)),
+    ("runner's figures over the rows the question's conditions keep (sum, mean, largest, smallest)",
+     ("The runner computed these over the rows",)),
 )
 
 

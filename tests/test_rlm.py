@@ -465,7 +465,7 @@ def test_a_count_given_for_an_average_gets_the_runners_figures_over_the_question
     result = rlm.completion(orders, question)
     note = srv.root_requests()[2]["prompt"]
     assert "Your answer 4 is not a number your code printed" in note
-    assert ("The runner computed these over the rows that meet the question's conditions (r['category'] == 'Books' and "
+    assert ("The runner computed these over the rows the question's conditions keep (r['category'] == 'Books' and "
             f"r['region'] == 'East'):\n{len(kept)} rows\n") in note
     assert f"amount: sum {round(sum(o['amount'] for o in kept), 4)}, mean {mean}, largest {max(o['amount'] for o in kept)}" in note
     assert "order_id:" in note and "category:" not in note  # number fields only, not the conditions' fields

@@ -298,7 +298,7 @@ REFILTER_RUN = "\n\n" + REFILTER_MARK + " {what}. It printed:\n{output}\nIf {val
 
 #: The runner's figures over the rows that meet the question's conditions (runtime.table_stats), added to
 #: the untested and uncounted notes of a question that asks for a count, a total, an average or an extreme.
-STATS_MARK = "The runner computed these over the rows that meet the question's conditions"
+STATS_MARK = "The runner computed these over the rows the question's conditions keep"
 STATS_NOTE = "\n\n" + STATS_MARK + " ({tests}):\n{stats}\nPick the figure the question asks for and reply with FINAL and it."
 STATS_VALUE = "\nFor this question that is: FINAL({value})"
 
