@@ -139,9 +139,18 @@ def test_killed_mid_fan_out_resumes_only_the_missing_sub_calls(tmp_path: Path) -
         assert code == -signal.SIGKILL
         done_before = sum(1 for r in h.server.sub_requests())
         assert 5 <= done_before < 20
-        _resume_and_check(h)
-        finished = [r for r in h.server.sub_requests() if r.get("delivered")]
-        assert len(finished) == len({r["prompt"] for r in finished})
+        saved = h.saved()
+        assert saved[1], "some sub-call answers were saved before the kill"
+        code, out, err = _wait(h.run(resume=True))
+        assert code == 0, err
+        assert json.loads(out)["answer"] == "20"
+        # No answer the checkpoint held is asked for again. A reply the server had sent but the killed
+        # process had not yet saved may be (on a loaded machine the 0.1 s the harness gives was not always
+        # enough to save it): at most the 4 in flight, each once more.
+        assert not h.repeated_after_save(saved)
+        finished = Counter(r["prompt"] for r in h.server.sub_requests() if r.get("delivered"))
+        again = {p: n for p, n in finished.items() if n > 1}
+        assert len(finished) == 20 and len(again) <= 4 and all(n == 2 and p not in saved[1] for p, n in again.items()), again
     finally:
         h.close()
 
