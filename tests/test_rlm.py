@@ -490,6 +490,18 @@ def test_a_count_given_for_an_average_gets_the_runners_figures_over_the_question
     assert result.stopped_by == "stuck_loop" and float(result.answer) == max(o["amount"] for o in kept) and result.confirmed is False
 
 
+def test_a_day_field_compared_equal_to_the_month_is_no_test_of_the_month(rlm_for: Any) -> None:
+    # Seen on the 1.5B model (dev-tables-sum-csv s2014): row['date'] == '2024-09' kept nothing, and it answered 0.
+    orders = [{"date": f"2024-{8 + i % 3:02d}-{1 + i:02d}", "customer": ["Silver Foods", "Acme"][i % 2], "amount": 10.25 + i} for i in range(24)]
+    right = sum(o["amount"] for o in orders if o["date"].startswith("2024-09") and o["customer"] == "Silver Foods")
+    cell = repl("k = [r for r in context if r['date'] == '2024-09' and r['customer'] == 'Silver Foods']\nprint(sum(r['amount'] for r in k))")
+    rlm, srv = rlm_for([cell, "FINAL(0)", f"FINAL({right})"], sub=lambda p: "number", answer_check=True)
+    result = rlm.completion(orders, "What was the combined revenue from orders from SILVER FOODS during 2024-09?")
+    note = srv.root_requests()[2]["prompt"]
+    assert "it never tests date in '2024-09'" in note and f"FINAL({right})" in note
+    assert float(result.answer) == right
+
+
 def test_a_test_on_a_word_inside_a_named_value_is_the_models_own(rlm_for: Any) -> None:
     # Seen on the 1.5B model (dev-tables-sum-csv): "orders placed by NORTHWIND RETAIL" filtered on region == 'North'
     # too, and its sum was a fifth of the right one.

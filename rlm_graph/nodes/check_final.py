@@ -193,6 +193,9 @@ def _tests(code: str, condition: list[str]) -> bool:
     '2024-03', '-03', '03', month == 3 or the month's name."""
     _, value, kind = condition
     if kind == "month":
+        # (a day field compared equal to the month tests nothing: row['date'] == '2024-09' matched no
+        # day of it, and the 1.5B model answered 0 from that filter)
+        code = re.sub(rf"==\s*['\"]{re.escape(value)}['\"]|['\"]{re.escape(value)}['\"]\s*==", " ", code)
         year, month = value.split("-")
         m = int(month)
         return (value in code or re.search(rf"[-'\"]{month}['\"-]", code) is not None
