@@ -500,6 +500,14 @@ def test_a_day_field_compared_equal_to_the_month_is_no_test_of_the_month(rlm_for
     note = srv.root_requests()[2]["prompt"]
     assert "it never tests date in '2024-09'" in note and f"FINAL({right})" in note
     assert float(result.answer) == right
+    # nor is the month's name with its year, which ISO days never hold (test-tables-sum-csv: 'May 2024' in row['date'])
+    named = repl("k = [r for r in context if 'September 2024' in r['date'] and r['customer'] == 'Silver Foods']\nprint(sum(r['amount'] for r in k))")
+    rlm, srv = rlm_for([named, "FINAL(0)", f"FINAL({right})"], sub=lambda p: "number", answer_check=True)
+    result = rlm.completion(orders, "What was the combined revenue from orders from SILVER FOODS in September 2024?")
+    out, note = srv.root_requests()[1]["prompt"], srv.root_requests()[2]["prompt"]
+    assert ("note: 'September 2024' does not occur in `context` as written: the data writes dates as 2024-08-01: test the month "
+            "as it does, e.g. row['date'].startswith('2024-09').") in out
+    assert "it never tests date in '2024-09'" in note and float(result.answer) == right
 
 
 def test_a_test_on_a_word_inside_a_named_value_is_the_models_own(rlm_for: Any) -> None:

@@ -196,6 +196,9 @@ def _tests(code: str, condition: list[str]) -> bool:
         # (a day field compared equal to the month tests nothing: row['date'] == '2024-09' matched no
         # day of it, and the 1.5B model answered 0 from that filter)
         code = re.sub(rf"==\s*['\"]{re.escape(value)}['\"]|['\"]{re.escape(value)}['\"]\s*==", " ", code)
+        # (nor is the month's name with its year in a text literal: the field holds ISO days, and the 1.5B
+        # model's 'May 2024' in row['date'] kept nothing)
+        code = re.sub(r"['\"](?:%s)[a-z]*\.?,?\s+\d{4}['\"]" % "|".join(m[:3] for m in _MONTHS), " ", code)
         year, month = value.split("-")
         m = int(month)
         return (value in code or re.search(rf"[-'\"]{month}['\"-]", code) is not None

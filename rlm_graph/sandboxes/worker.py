@@ -836,6 +836,11 @@ def _audit(code: str, stdout: str, error=None, skip=()) -> list:
         if lit.lower() in _lowered(text):
             notes.append("note: %r is not in `context` with these capitals, only with others: compare lower-cased "
                          "text with %r, or use search(%r), which ignores case." % (lit, lit.lower(), lit))
+        elif _iso_month_of(lit, text):
+            # The 1.5B model summed the orders whose date holds 'May 2024' (dates are 2024-05-23 there) and got 0.
+            month = _iso_month_of(lit, text)
+            notes.append("note: %r does not occur in `context` as written: the data writes dates as %s: test the month as "
+                         "it does, e.g. row['date'].startswith(%r)." % (lit, _DAY_IN_TEXT.search(text[:200000]).group(0), month))
         else:
             notes.append("note: %r does not occur in `context` as written. search(%r) also finds other endings, "
                          "punctuation and word order; or look for one word of it." % (lit, lit))
@@ -847,6 +852,18 @@ def _audit(code: str, stdout: str, error=None, skip=()) -> list:
                      "topic, a kind) is not a word to look for. Ask the model about each one: kept = judge(context, "
                      "\"<the question>\")")  # the host writes the run's question in its place
     return notes[:4]
+
+
+_DAY_IN_TEXT = re.compile(r"\b\d{4}-\d{2}-\d{2}\b")
+
+
+def _iso_month_of(lit: str, text: str):
+    """'2024-05' for a literal that writes a month by its name and year ('May 2024', 'may 2024') in a
+    text whose dates are ISO days (2024-05-23), else None."""
+    m = _MONTH_WORDS.fullmatch(lit.strip())
+    if m is None or not m.group(1) or _DAY_IN_TEXT.search(text[:200000]) is None:
+        return None
+    return "%s-%02d" % (m.group(2), [x[:3] for x in _MONTH_NAMES].index(m.group(1).lower()[:3]) + 1)
 
 
 #: A literal that names one thing (a hyphenated or numbered name, two capitalised words: "Fennel-compressor",
