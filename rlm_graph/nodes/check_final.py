@@ -190,19 +190,20 @@ def _without_comments(code: str) -> str:
 def _tests(code: str, condition: list[str]) -> bool:
     """True if the (lower-cased) code of the cells tests ``condition`` ([field, value, kind], see the
     worker's _named_values) in some form: the value as text (or each of its words), or for a month
-    '2024-03', '-03', '03', month == 3 or the month's name."""
+    '2024-03', '-03', '03', month == 3 or the month's name as a text of its own ('March', 'mar')."""
     _, value, kind = condition
     if kind == "month":
         # (a day field compared equal to the month tests nothing: row['date'] == '2024-09' matched no
         # day of it, and the 1.5B model answered 0 from that filter)
         code = re.sub(rf"==\s*['\"]{re.escape(value)}['\"]|['\"]{re.escape(value)}['\"]\s*==", " ", code)
-        # (nor is the month's name with its year in a text literal: the field holds ISO days, and the 1.5B
-        # model's 'May 2024' in row['date'] kept nothing)
-        code = re.sub(r"['\"](?:%s)[a-z]*\.?,?\s+\d{4}['\"]" % "|".join(m[:3] for m in _MONTHS), " ", code)
         year, month = value.split("-")
         m = int(month)
+        # the month's name counts only as a text of its own ('July', 'jul': strftime('%B') == 'July'), not
+        # with its year ('May 2024' in row['date'], which ISO days never hold: the 1.5B model got 0 from it)
+        # nor inside a message it prints
+        name = re.search(rf"['\"]{_MONTHS[m - 1][:3]}(?:{_MONTHS[m - 1][3:]})?\.?['\"]", code) is not None
         return (value in code or re.search(rf"[-'\"]{month}['\"-]", code) is not None
-                or re.search(rf"\bmonth\W*(?:==|in)\W*\(?\s*0?{m}\b", code) is not None or _MONTHS[m - 1][:3] in code)
+                or re.search(rf"\bmonth\W*(?:==|in)\W*\(?\s*0?{m}\b", code) is not None or name)
     v = " ".join(value.lower().split())
     if kind == "prefix":
         return v.rstrip("/") in code
