@@ -300,7 +300,7 @@ REFILTER_RUN = "\n\n" + REFILTER_MARK + " {what}. It printed:\n{output}\nIf {val
 #: the untested and uncounted notes of a question that asks for a count, a total, an average or an extreme.
 STATS_MARK = "The runner computed these over the rows the question's conditions keep"
 STATS_NOTE = "\n\n" + STATS_MARK + " ({tests}):\n{stats}\nPick the figure the question asks for and reply with FINAL and it."
-STATS_VALUE = "\nFor this question that is: FINAL({value})"
+STATS_VALUE = LABELS_VALUE  # the same words as the label counts' value
 
 #: The first words of the subject note: it is sent once per run.
 SUBJECT_MARK = "is what the question names, not what it asks for"

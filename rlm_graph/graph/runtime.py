@@ -469,7 +469,8 @@ def field_count(state: RLMState, ctx: RunSettings, pattern: str) -> tuple[int | 
     return int(count.group(1)), f"{said.group(2)} where {said.group(3)}", charges
 
 
-_COUNT_QUESTION = re.compile(r"\b(?:how many|number of|count)\b", re.IGNORECASE)
+#: Words of a question that asks how many.
+COUNT_QUESTION = re.compile(r"\b(?:how many|number of|count)\b", re.IGNORECASE)
 _IDS_QUESTION = re.compile(r"\b(?:which|list)\b.*\bids?\b", re.IGNORECASE | re.DOTALL)
 
 
@@ -492,7 +493,7 @@ def judgement_kind(state: RLMState) -> str | None:
     if sent(state, prompts.LABELS_MARK):
         return None  # the runner labelled the items already (label_counts, outside the record)
     query = state.get("query", "")
-    if _COUNT_QUESTION.search(query):
+    if COUNT_QUESTION.search(query):
         return "count"
     if _IDS_QUESTION.search(query) and _ids_expr(meta, "kept") is not None:
         return "ids"
@@ -623,7 +624,6 @@ def asks_label_counts(query: str) -> bool:
     return bool(re.search(r"\bone of\b", query, re.IGNORECASE)) and (how_many or most_common)
 
 
-_HOW_MANY_LABEL = re.compile(r"\bhow many\b|\bcount\b|\bnumber of\b")
 _MOST_COMMON = re.compile(r"\bmost (?:common|frequent|often)\b")
 
 
@@ -631,7 +631,7 @@ def _label_question(query: str) -> tuple[str, bool, bool]:
     """A label question read once: its words without the label list (:func:`label_scope_words`), and
     whether they ask how many or which is the most common."""
     rest = label_scope_words(query)
-    return rest, _HOW_MANY_LABEL.search(rest) is not None, _MOST_COMMON.search(rest) is not None
+    return rest, COUNT_QUESTION.search(rest) is not None, _MOST_COMMON.search(rest) is not None
 
 
 def label_scope_words(query: str) -> str:

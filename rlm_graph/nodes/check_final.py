@@ -35,7 +35,7 @@ from rlm_graph.graph.answers import (
 )
 from rlm_graph.graph.parsing import find_final
 from rlm_graph.graph.ledger import BudgetSpent
-from rlm_graph.graph.runtime import Charges, budgeted_call, close_session, field_count, judge_answer, judge_note, judgement_kind, label_scope_words, label_value, lowered_literals, lowered_rerun, open_session, refiltered_code, refiltered_rerun, table_stats, peek, peek_code, reached_limit, run_account, settings_of
+from rlm_graph.graph.runtime import COUNT_QUESTION, Charges, budgeted_call, close_session, field_count, judge_answer, judge_note, judgement_kind, label_scope_words, label_value, lowered_literals, lowered_rerun, open_session, refiltered_code, refiltered_rerun, table_stats, peek, peek_code, reached_limit, run_account, settings_of
 from rlm_graph.graph.settings import Limits, RLMContext
 from rlm_graph.graph.state import RLMState, add_usage
 from rlm_graph.models.calls import ContextOverflow
@@ -279,6 +279,11 @@ _FIGURES = (("mean", re.compile(r"\b(?:average|mean)\b")), ("largest", re.compil
             ("smallest", re.compile(r"\b(?:smallest|minimum|min|lowest)\b")), ("sum", re.compile(r"\b(?:total|sum|combined)\b")))
 
 
+def _figure_asked(query: str) -> str | None:
+    """The figure the (lower-cased) question's words ask for: mean, largest, smallest or sum, or None."""
+    return next((name for name, words in _FIGURES if words.search(query)), None)
+
+
 def _fields(state: RLMState) -> tuple[list[str], set[str]]:
     """The rows' keys (of a table or records) and those that take a few values or are the question's
     conditions' fields (the others can hold numbers to add up)."""
@@ -301,7 +306,7 @@ def _stats_figure(query: str, keys: list[str], fixed: set[str], stats: str) -> s
     amount's largest); None when its words do not say which. (Not a count: the rows the conditions keep
     are not the answer to "how many of user 48213's texts are questions?", whose label is no field.)"""
     q = query.lower()
-    figure = next((name for name, words in _FIGURES if words.search(q)), None)
+    figure = _figure_asked(q)
     named = [k for k in keys if k not in fixed and _named_field(q, k)]
     if figure is None or len(named) != 1:
         return None
@@ -335,20 +340,22 @@ def _forced_figure(state: RLMState, ctx: RunSettings) -> tuple[str | None, Charg
     if picked is not None or _notes_with(state, prompts.STATS_MARK):
         return picked, Charges()
     part, charges = _stats_part(state, ctx)
-    found = re.search(re.escape(prompts.STATS_VALUE.split("{")[0].strip()) + r"(-?\d+(?:\.\d+)?)\)", part)
-    return (found.group(1) if found else None), charges
+    return _figure_offered(part), charges
+
+
+#: The figure a table-stats note offers (its last line, which the runner writes).
+_STATS_OFFER = re.compile(re.escape(prompts.STATS_VALUE.split("{")[0].strip()) + r"(-?\d+(?:\.\d+)?)\)")
+
+
+def _figure_offered(note: str) -> str | None:
+    """The figure ``note`` offers: the last offer in it, since the lines above it are the sandbox's output."""
+    found = _STATS_OFFER.findall(note)
+    return found[-1] if found else None
 
 
 def _stats_pick(state: RLMState) -> str | None:
     """The figure the runner's table stats note gave for this question (its ``For this question that is``)."""
-    for note in _notes_with(state, prompts.STATS_MARK):
-        found = re.search(re.escape(prompts.STATS_VALUE.split("{")[0].strip()) + r"(-?\d+(?:\.\d+)?)\)", note)
-        if found:
-            return found.group(1)
-    return None
-
-
-_COUNT_WORDS = re.compile(r"\b(?:how many|number of|count)\b")
+    return next((v for v in map(_figure_offered, _notes_with(state, prompts.STATS_MARK)) if v is not None), None)
 
 
 def _stats_values(state: RLMState) -> list[str]:
@@ -356,11 +363,11 @@ def _stats_values(state: RLMState) -> list[str]:
     for: its means for an average ("2 rows" is no answer to "On average, how much was an order ...?": the
     1.5B model answered 2 twice), the number of rows for a count; all of them when its words say neither."""
     q = str(state.get("query", "")).lower()
-    figure = next((name for name, words in _FIGURES if words.search(q)), None)
+    figure = _figure_asked(q)
     out = []
     for note in _notes_with(state, prompts.STATS_MARK):
         lines = note.split(prompts.STATS_MARK, 1)[1].split("\nPick the figure", 1)[0].split("):\n", 1)[-1].splitlines()
-        if lines and (figure is None or _COUNT_WORDS.search(q)):
+        if lines and (figure is None or COUNT_QUESTION.search(q)):
             out += lines[0].split(" ", 1)[:1]
         for line in lines[1:]:
             out += [m.group(2) for m in re.finditer(r"\b(sum|mean|largest|smallest) (-?\d+(?:\.\d+)?)", line) if figure in (None, m.group(1))]
@@ -690,13 +697,14 @@ def check_final(state: RLMState, runtime: Runtime[RLMContext], *, defaults: Bind
             if note is not None:
                 return {"messages": ({"role": "user", "content": note},), **spent, "proposed": None, "form_checks": checks + 1}
         counted = any(_same_value(answer, c) for c in _runner_counts(state))  # the runner's own count, given back: not unseen, not uncounted
+        not_a_result = not counted and uncounted(state.get("query", ""), answer, _seen_text(state))
         picked = _stats_pick(state) if ctx.answer_check else None
-        if picked is not None and not counted and uncounted(state.get("query", ""), answer, _seen_text(state)):
+        if picked is not None and not_a_result:
             # The figure the runner's table stats gave, after the model kept a number no output showed as a
             # result (the 1.5B model repeated 1478.45, one amount of a printed list, through both notes).
             close_session(state)
             return {"final_answer": picked, "stopped_by": "final", "confirmed": False, "proposed": None, **spent}
-        if checks < 2 and not counted and uncounted(state.get("query", ""), answer, _seen_text(state)):
+        if checks < 2 and not_a_result:
             note = prompts.UNCOUNTED_NOTE.format(answer=answer)
             if ctx.answer_check:
                 stats, figuring = _stats_part(state, ctx)
