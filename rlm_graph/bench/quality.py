@@ -121,6 +121,7 @@ class Endpoint:
     model: str
     base_url: str
     sub_base_url: str
+    embedded: bool = False  # the embedded llama.cpp servers: rewound before each task (local.rewind)
 
 
 def resolve_endpoint(cfg: QualityConfig) -> Endpoint:
@@ -134,7 +135,7 @@ def resolve_endpoint(cfg: QualityConfig) -> Endpoint:
     from rlm_graph.models import local
 
     urls = local.ensure_servers(("root", "sub"))
-    return Endpoint(local.DEFAULT_ALIAS, urls["root"], urls["sub"])
+    return Endpoint(local.DEFAULT_ALIAS, urls["root"], urls["sub"], embedded=True)
 
 
 # -- methods ---------------------------------------------------------------------------------
@@ -348,7 +349,14 @@ def run_quality(cfg: QualityConfig, progress: Progress = print, steps: Steps | N
                 progress(f"{method:<5} {task.id:<40} (kept from {path})")
                 step(len(records), total)
                 continue
-            rec = run_task(method, task, ep_once(), cfg)
+            ep = ep_once()
+            if ep.embedded:
+                # each task starts from the servers' fresh-start prompt cache, so its score does not
+                # depend on which task ran before it (see models.local.rewind)
+                from rlm_graph.models import local
+
+                local.rewind(list(dict.fromkeys((ep.base_url, ep.sub_base_url))), alias=ep.model)
+            rec = run_task(method, task, ep, cfg)
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(rec, indent=1, default=str))
             records.append(rec)

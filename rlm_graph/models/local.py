@@ -350,12 +350,8 @@ def _first_request(role: str, pid: int, port: int, alias: str, log_path: Path, t
     A llama.cpp built with ``-march=native`` on a CPU that lists AMX answers ``/v1/models`` and
     then dies of a general protection fault on its first matrix product.
     """
-    body = json.dumps({"model": alias, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 1}).encode()
-    request = urllib.request.Request(f"http://127.0.0.1:{port}/v1/chat/completions", data=body,
-                                     headers={"Content-Type": "application/json"})
     try:
-        with urllib.request.urlopen(request, timeout=max(timeout, 60.0)) as response:
-            response.read()
+        _say_hi(f"http://127.0.0.1:{port}/v1", alias, max(timeout, 60.0))
         return
     except (OSError, ValueError, http.client.HTTPException) as exc:  # a server dying mid-reply: IncompleteRead
         failure = exc
@@ -370,6 +366,35 @@ def _first_request(role: str, pid: int, port: int, alias: str, log_path: Path, t
         "pip install --no-cache-dir --force-reinstall --no-deps 'llama-cpp-python[server]==0.3.36' "
         f"(the Makefile does this). Log tail:\n{_tail(log_path)}"
     )
+
+
+def _say_hi(base_url: str, alias: str, timeout: float) -> None:
+    """The one-token chat request every server gets first (see :func:`_first_request`)."""
+    body = json.dumps({"model": alias, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 1}).encode()
+    request = urllib.request.Request(f"{base_url.rstrip('/')}/chat/completions", data=body,
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        response.read()
+
+
+def rewind(base_urls: Sequence[str], *, alias: str = DEFAULT_ALIAS, timeout: float = 60.0) -> None:
+    """Put each embedded server's prompt cache back where a fresh start leaves it.
+
+    llama.cpp keeps the tokens of the last request and evaluates only what a new prompt adds after
+    the longest shared prefix. The model's numbers then depend, in their last bits, on how the
+    prompt was split into batches, so at temperature 0 the same task can take another path after
+    another request ran first (measured: one log-count task answered 63 on fresh servers and 6
+    after any other task). Sending the first request again (one token, ~0.3 s) makes each task's
+    result depend only on the task and the code. The quality bench calls this before each task.
+
+    Raises:
+        ModelError: a server did not answer.
+    """
+    for url in base_urls:
+        try:
+            _say_hi(url, alias, timeout)
+        except (OSError, ValueError, http.client.HTTPException) as exc:
+            raise ModelError(f"the model server at {url} did not answer: {exc}") from exc
 
 
 def _served_models(port: int, timeout: float = 2.0) -> set[str]:

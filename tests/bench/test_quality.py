@@ -158,3 +158,32 @@ def test_rlm_runs_a_family_task_end_to_end(scripted: Any, tmp_path: Path) -> Non
     (rec,) = run_quality(cfg, progress=lambda _: None)
     assert rec["score"] == 1.0 and str(rec["answer"]) == str(task.gold) and rec["family"] == "sets"
     assert (tmp_path / "rlm" / f"{task.id}.json").exists()
+
+
+def test_each_task_on_the_embedded_servers_starts_from_a_rewound_prompt_cache(
+        scripted: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before each task the embedded servers get their first request again (models.local.rewind), so a
+    score does not hang on which task ran before; an endpoint given by URL is never sent it."""
+    from rlm_graph.bench import quality
+
+    srv = scripted(_answer_from_context, sub=lambda prompt: "1234567")
+    monkeypatch.setattr(quality, "resolve_endpoint", lambda cfg: quality.Endpoint("scripted", srv.base_url, srv.base_url, embedded=True))
+    cfg = QualityConfig(methods=["rlm"], tasks=["sniah:8k"], n=2, model="scripted", out=tmp_path / "q")
+    records = run_quality(cfg, progress=lambda _: None)
+    assert [r["score"] for r in records] == [1.0, 1.0]
+    rewinds = [i for i, r in enumerate(srv.requests) if r["prompt"] == "hi" and r["max_tokens"] == 1]
+    assert len(rewinds) == 2 and rewinds[0] == 0  # one per task (root and sub share the URL: sent once)
+    assert len(srv.requests) == 2 + 2 * 2 and rewinds[1] == 3  # each task's two turns follow its rewind
+    monkeypatch.undo()
+    before = len(srv.requests)
+    run_quality(QualityConfig(methods=["rlm"], tasks=["sniah:8k"], n=1, model="scripted", base_url=srv.base_url, out=tmp_path / "r"),
+                progress=lambda _: None)
+    assert not any(r["prompt"] == "hi" for r in srv.requests[before:])
+
+
+def test_rewind_names_a_server_that_does_not_answer() -> None:
+    from rlm_graph.errors import ModelError
+    from rlm_graph.models import local
+
+    with pytest.raises(ModelError, match="did not answer"):
+        local.rewind(["http://127.0.0.1:9/v1"], timeout=2)
