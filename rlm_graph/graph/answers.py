@@ -136,7 +136,7 @@ def stated_value(prose: str, seen: str) -> str | None:
     return None
 
 
-_HOW_MANY = re.compile(r"\b(?:how many|how much|number of|count|sum|total|average|mean)\b", re.IGNORECASE)
+_HOW_MANY = re.compile(r"\b(?:how many|how much|number of|count|sum|total|combined|average|mean)\b", re.IGNORECASE)
 
 
 _EXTREME = re.compile(r"\b(?:largest|biggest|maximum|max|highest|smallest|minimum|min|lowest)\b", re.IGNORECASE)
@@ -213,7 +213,7 @@ def field_terms(query: str, field_values: dict[str, list[str]] | None) -> list[s
     the two starts with the other (letters and digits only, at least 3 of them), and no other value
     of any field matches.
     """
-    if not field_values or not _HOW_MANY.search(query) or re.search(r"\b(?:sum|total|average|mean)\b", query, re.I):
+    if not field_values or not _HOW_MANY.search(query) or re.search(r"\b(?:sum|total|combined|average|mean)\b", query, re.I):
         return None
     terms: list[str] = []
     used: set[str] = set()

@@ -300,6 +300,11 @@ def _named_field(query: str, key: str) -> bool:
     return re.search(rf"\b{re.escape(key.lower().replace('_', ' '))}s?\b", query.lower()) is not None
 
 
+#: Words that ask about money without naming a field, and the field names that hold a row's money.
+_MONEY_WORDS = re.compile(r"\b(?:revenue|money|sales|income|earnings|spent|spend|how much (?:was|were|did|is|are))\b")
+_MONEY_FIELDS = frozenset({"amount", "total", "total_amount", "revenue", "sales", "value"})
+
+
 def _stats_figure(query: str, keys: list[str], fixed: set[str], stats: str) -> str | None:
     """The figure of the runner's table stats (runtime.table_stats) the question asks for: the sum, mean,
     largest or smallest of the one number field the question names ("the biggest order ... by amount" ->
@@ -308,6 +313,9 @@ def _stats_figure(query: str, keys: list[str], fixed: set[str], stats: str) -> s
     q = query.lower()
     figure = _figure_asked(q)
     named = [k for k in keys if k not in fixed and _named_field(q, k)]
+    if not named and _MONEY_WORDS.search(q):
+        # "the combined revenue", "how much money did the orders bring in": the table's one money field
+        named = [k for k in keys if k not in fixed and k.lower() in _MONEY_FIELDS]
     if figure is None or len(named) != 1:
         return None
     line = next((l for l in stats.splitlines() if l.startswith(f"{named[0]}: ")), "")
@@ -1129,6 +1137,17 @@ def _forced_final(state: RLMState, ctx: RunSettings, limits: Limits, limit: str)
         answer = _stated_earlier(state) or answer
     query = state.get("query", "")
     counts = _runner_counts(state)
+    counting = Charges()
+    if ctx.answer_check and not counts and limit not in _SPEND_LIMITS:
+        # A count question whose words all name field values ("How many ERROR lines come from Notifier?"),
+        # looped on before any answer could get the field-count note: that count is the answer. (The 1.5B
+        # model printed search('ERROR')'s five records three times and the forced reply said 2; one was
+        # the notifier's.)
+        terms = field_terms(query, (state.get("context_meta") or {}).get("field_values"))
+        if terms:
+            count, _, counting = field_count(state, ctx, " ".join(terms))
+            if count is not None:
+                counts = {str(count)}
     if len(counts) == 1 and (answer is None or answer.strip() not in counts):
         # The runner counted by the fields the question names and the model did not take it up (it
         # pasted the note back as code until the loop guard stopped it): the runner's count is the
@@ -1146,14 +1165,17 @@ def _forced_final(state: RLMState, ctx: RunSettings, limits: Limits, limit: str)
     tested = _tested_value(state) if ctx.answer_check and not runner_value and len(counts) != 1 and not is_lookup(query) else None
     if tested is not None:
         answer = tested
-    if ctx.answer_check and tested is None and not runner_value and not is_lookup(query) and not any(
+    empty_tested = tested is not None and tested.strip() in EMPTY_ANSWERS
+    if ctx.answer_check and (tested is None or empty_tested) and not runner_value and not is_lookup(query) and not any(
             answer is not None and _same_value(answer, v) for v in _refilter_offers(state)):
         # A table question the model looped on without computing it (it printed search()'s records
         # again and again): the runner's figure over the rows its conditions keep, when its words say which.
+        # Also over a tested 0: the 1.5B model tested 'May' in row['date'].split('-')[1] (never true for
+        # '2024-05-14'), printed 0 and looped, while the month's rows summed to 446145.29.
         figure, figuring = _forced_figure(state, ctx)
         if figuring.usage:
             update["usage"] = add_usage(update.get("usage"), figuring.usage)
-        if figure is not None:
+        if figure is not None and not (empty_tested and figure.strip() in EMPTY_ANSWERS):
             answer = figure
     lookup = is_lookup(query) and tested is None and not runner_value
     subject = _subject_named(query, answer) if ctx.answer_check and lookup and limit not in _SPEND_LIMITS else None
@@ -1196,6 +1218,7 @@ def _forced_final(state: RLMState, ctx: RunSettings, limits: Limits, limit: str)
             update["usage"] = add_usage(update.get("usage"), more["usage"])
         update.update({k: v for k, v in more.items() if k != "usage"})
         answer = second or answer
+    charges.add(counting.usage, counting.calls)  # (the field count's replay, if it needed one)
     update.update({k: v for k, v in charges.update().items() if k not in ("budget_hit", "usage")})  # a replay the peek needed
     if charges.usage:
         update["usage"] = add_usage(update.get("usage"), charges.usage)

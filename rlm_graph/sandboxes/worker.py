@@ -859,11 +859,21 @@ _DAY_IN_TEXT = re.compile(r"\b\d{4}-\d{2}-\d{2}\b")
 
 def _iso_month_of(lit: str, text: str):
     """'2024-05' for a literal that writes a month by its name and year ('May 2024', 'may 2024') in a
-    text whose dates are ISO days (2024-05-23), else None."""
-    m = _MONTH_WORDS.fullmatch(lit.strip())
-    if m is None or not m.group(1) or _DAY_IN_TEXT.search(text[:200000]) is None:
+    text whose dates are ISO days (2024-05-23), else None. A month's name alone ('May', 'sep') takes
+    the year the run's question gives it ("in May 2024"): the 1.5B model, told that 'May 2024' is not
+    how the data writes the month, tested 'May' in row['date'] next, and got 0 again."""
+    if _DAY_IN_TEXT.search(text[:200000]) is None:
         return None
-    return "%s-%02d" % (m.group(2), [x[:3] for x in _MONTH_NAMES].index(m.group(1).lower()[:3]) + 1)
+    starts = [x[:3] for x in _MONTH_NAMES]
+    m = _MONTH_WORDS.fullmatch(lit.strip())
+    if m is not None and m.group(1):
+        return "%s-%02d" % (m.group(2), starts.index(m.group(1).lower()[:3]) + 1)
+    name = lit.strip().rstrip(".").lower()
+    if len(name) < 3 or not any(full.startswith(name) for full in _MONTH_NAMES):
+        return None
+    years = {q.group(2) for q in _MONTH_WORDS.finditer(str(_CONTEXT_SOURCE.get("question") or ""))
+             if q.group(1) and q.group(1).lower()[:3] == name[:3]}
+    return "%s-%02d" % (years.pop(), starts.index(name[:3]) + 1) if len(years) == 1 else None
 
 
 #: A literal that names one thing (a hyphenated or numbered name, two capitalised words: "Fennel-compressor",
