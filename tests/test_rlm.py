@@ -1503,3 +1503,25 @@ def test_a_test_is_the_questions_own_when_it_starts_one_of_its_words() -> None:
     # 'warn' starts "warnings"; 'get' is a word of the first question, and only inside "target" in the second
     assert _unasked(code, "How many warnings did requests to /api/cart get as a target?", named) == []
     assert _unasked(code, "How many warnings were logged for the target /api/cart?", named) == [("method", "GET")]
+
+
+def test_an_answer_read_off_the_line_of_someone_sharing_the_subjects_name_goes_back_with_the_subjects_lines(rlm_for: Any) -> None:
+    # Seen on the 1.5B model (test-multihop-employee_manager-records): its cell printed Lyra, Rafael Abbott's team, yet
+    # it answered Indigo, Rafael Grant's; the next-hop note then led on to Indigo's manager.
+    people = [{"type": "employee", "name": n, "team": t} for n, t in
+              (("Rafael Grant", "Indigo"), ("Rafael Abbott", "Lyra"), ("Iris Torres", "Sable"), ("Nadia Ueda", "Indigo"))]
+    teams = [{"type": "team", "name": t, "manager": m} for t, m in (("Indigo", "Bianca Ito"), ("Lyra", "David Mendes"), ("Sable", "Ana Reyes"))]
+    context = people + teams
+    cell = repl("for r in context:\n    if r['name'] == 'Rafael Abbott':\n        print(r['team'])")
+    question = "Who manages the team that rafael abbott works on? Answer with the name only."
+    rlm, srv = rlm_for([cell, "FINAL(Indigo)", "FINAL(Lyra)", "FINAL(David Mendes)"], sub=lambda p: "unknown", answer_check=True)
+    result = rlm.completion(context, question)
+    note = srv.root_requests()[2]["prompt"]
+    assert ("Your answer 'Indigo' is not what the context says about rafael abbott: the line that holds it is about Rafael "
+            "Grant, someone else. The lines about rafael abbott:\n  {'type': 'employee', 'name': 'Rafael Abbott', 'team': 'Lyra'}") in note
+    assert "Lyra" in srv.root_requests()[3]["prompt"] and "David Mendes" in srv.root_requests()[3]["prompt"]  # the next step, from Lyra
+    assert result.answer == "David Mendes" and result.confirmed
+    # an answer the subject's own lines hold gets the next-hop note as before, not this one
+    rlm, srv = rlm_for([cell, "FINAL(Lyra)", "FINAL(David Mendes)"], sub=lambda p: "unknown", answer_check=True)
+    assert rlm.completion(context, question).answer == "David Mendes"
+    assert not any("someone else" in r["prompt"] for r in srv.root_requests())

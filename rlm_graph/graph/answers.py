@@ -31,6 +31,8 @@ _STOP = frozenset(
     "that this these those it its and or not no any all each every there their they he she his her as than then "
     "lines line items item records record mentioned mention say says said stated according answer reply only just please".split()
 )
+#: Words that name nothing in the data (a question's frame), for readers outside this module.
+STOP_WORDS = _STOP
 
 
 #: Words a small model copies from an example or a template instead of a value.
@@ -383,7 +385,7 @@ def _name_around(line: str, term: str) -> str | None:
         if not right:
             break
         end += right.end()
-    return re.sub(r"['’]s$", "", line[start:end])
+    return re.sub(r"['’]s$", "", line[start:end]).rstrip("'’-")  # (a quoted record value: 'Rafael Grant')
 
 
 def names_the_subject(query: str, answer: str) -> bool:

@@ -310,6 +310,14 @@ SUBJECT_NOTE = (
 )
 
 #: The first words of the next-step note: it is sent once per run.
+#: A lookup's answer read off the line of someone who shares a word of the question's subject.
+OTHER_SUBJECT_MARK = "is not what the context says about"
+OTHER_SUBJECT_NOTE = (
+    "Your answer {answer!r} " + OTHER_SUBJECT_MARK + " {asked}: the line that holds it is about {other}, "
+    "someone else. The lines about {asked}:\n{lines}\nReply with FINAL and the value these lines give, or "
+    "write code that looks further."
+)
+
 NEXT_HOP_MARK = "is what the context says about"
 NEXT_HOP_NOTE = (
     "Your answer {answer!r} " + NEXT_HOP_MARK + " {subject} itself. The question may ask one step further, "

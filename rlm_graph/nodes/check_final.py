@@ -14,6 +14,7 @@ from rlm_graph.graph import prompts
 from rlm_graph.graph.bindings import Bindings, RunSettings
 from rlm_graph.graph.answers import (
     EMPTY_ANSWERS,
+    STOP_WORDS,
     asks_aggregate,
     asks_yes_no,
     empty_lookup,
@@ -793,6 +794,16 @@ def _next_hop(state: RLMState, ctx: RunSettings, answer: str) -> tuple[str | Non
     if hop is None:
         return None, spent
     subject, lines = hop
+    asked = _asked_name(query, subject) if not _notes_with(state, prompts.OTHER_SUBJECT_MARK) else None
+    if asked is not None:
+        # The 1.5B model answered Indigo to "Who manages the team that rafael abbott works on?": the line
+        # was Rafael Grant's ({'name': 'Rafael Abbott', 'team': 'Lyra'} is his), and the next-hop note led
+        # on to Indigo's manager. The lines about the question's subject, when none holds the answer.
+        own, more = _peek_hits(state, ctx, asked)
+        spent = _merge_spent(spent, _spent(more))
+        if own and not any(_token_in(answer, line) for line in own):
+            shown = "\n".join("  " + line[:300] for line in own[:5])
+            return prompts.OTHER_SUBJECT_NOTE.format(answer=answer.strip(), asked=asked, other=subject, lines=shown), spent
     shown = "\n".join("  " + line[:300] for line in lines)
     note = prompts.NEXT_HOP_NOTE.format(answer=answer.strip(), subject=subject, lines=shown)
     # The 1.5B root, shown "{'type': 'team', 'name': 'Garnet', 'manager': 'Jade Varga'}", repeated Garnet;
@@ -806,6 +817,25 @@ def _next_hop(state: RLMState, ctx: RunSettings, answer: str) -> tuple[str | Non
             and _token_in(value, "\n".join(lines))):
         note += prompts.NEXT_HOP_READ.format(value=value)
     return note, spent
+
+
+def _asked_name(query: str, subject: str) -> str | None:
+    """The question's name for its subject when it is not ``subject``: a word of ``subject`` the question
+    writes together with a word beside it that ``subject`` lacks ("rafael abbott" for the line's "Rafael
+    Grant"), or None. Whether that is a name or a verb ("Rafael work") the data decides: the caller
+    searches for it."""
+    words = re.findall(r"[A-Za-z][\w'-]*", query)
+    have = {w.lower() for w in re.findall(r"[A-Za-z][\w'-]*", subject)}
+    if not have or have <= {w.lower() for w in words}:  # (the question writes the whole of it)
+        return None
+    for i, w in enumerate(words):
+        if w.lower() not in have:
+            continue
+        for j in (i + 1, i - 1):
+            if 0 <= j < len(words) and len(words[j]) >= 3 and words[j].lower() not in STOP_WORDS and words[j].lower() not in have:
+                pair = (words[min(i, j)], words[max(i, j)])
+                return " ".join(pair)
+    return None
 
 
 _HOP_NOTE = re.compile(r"Your answer (['\"])(.+?)\1 " + re.escape(prompts.NEXT_HOP_MARK) + r" (.+?) itself\.")
