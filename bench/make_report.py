@@ -143,6 +143,10 @@ HELPER_MARKERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("the model's cells re-run with the question's filter and field, their value offered", ("The runner ran your cell with",)),
     ("runner's figures over the rows the question's conditions keep (sum, mean, largest, smallest)",
      ("The runner computed these over the rows",)),
+    ("an answer off the line of someone sharing the subject's name: the subject's lines shown",
+     ("is not what the context says about",)),
+    ("a month's name alone tested against ISO days: note with the month as the data writes it",
+     ("does not occur in `context` as written: the data writes dates as",)),
 )
 
 
