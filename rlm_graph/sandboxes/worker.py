@@ -1108,7 +1108,9 @@ def _unasked_tests(tree, stdout: str) -> list:
     if not _AGGREGATE.search(str(_CONTEXT_SOURCE.get("question") or "")):
         return []  # a lookup's second step tests a value the question does not write (the team it found)
     asked = {str(v).strip().lower() for _, v, _ in named}
-    stated = " and ".join("%s %s %r" % (k, "in" if kind == "month" else "==", v) for k, v, kind in named)
+    # (as the host's notes write them: a path names a prefix, "/api/orders" and its sub-paths)
+    stated = " and ".join("%s %s %s" % (k, "in" if kind == "month" else "starting with" if kind == "prefix" else "==",
+                                        v if kind == "number" else repr(v)) for k, v, kind in named)
     notes = []
     for key, lit in _field_compares(tree, (ast.Eq,)):
         if not _str_const(lit):

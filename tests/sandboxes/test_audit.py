@@ -115,6 +115,13 @@ def test_the_conditions_a_question_states_on_a_tables_fields_are_found(sandbox: 
     log.write_text(access, encoding="utf-8")
     meta = sandbox().load_context(log, "text", question="How many requests to /api/cart (including its sub-paths) failed?")
     assert meta["named_values"] == [["path", "/api/cart", "prefix"]]
+    # a test of its own beside the path: the note states the path as a prefix, as the question does (dev-logs-status-text
+    # s1200: told "path == '/api/orders'", the 1.5B model tested that and missed the sub-paths)
+    logs = sandbox()
+    logs.load_context(log, "text", question="How many requests to /api/cart (including its sub-paths) failed with a 5xx status?")
+    out = run(logs, 0, "print(len([r for r in rows if r['path'].startswith('/api/cart') and r['method'] == 'POST']))")
+    assert "the question does not name method == 'POST'" in out.stderr
+    assert "Test only the conditions the question states: path starting with '/api/cart'." in out.stderr
     # a filter that found nothing with a test of its own beside the question's gets a note; one of the question's alone none
     session.load_context(path, "text", question="What is the largest amount of SUMMIT GOODS?")
     out = run(session, 0, "print([r for r in rows if r['customer'] == 'Summit Goods' and r['region'] == 'North'])")
