@@ -309,8 +309,7 @@ SUBJECT_NOTE = (
     "FINAL and the value the question asks about {answer}; if no line gives it, search for it first."
 )
 
-#: The first words of the next-step note: it is sent once per run.
-#: A lookup's answer read off the line of someone who shares a word of the question's subject.
+#: A lookup's answer read off the line of someone who shares a word of the question's subject (once per run).
 OTHER_SUBJECT_MARK = "is not what the context says about"
 OTHER_SUBJECT_NOTE = (
     "Your answer {answer!r} " + OTHER_SUBJECT_MARK + " {asked}: the line that holds it is about {other}, "
@@ -318,6 +317,7 @@ OTHER_SUBJECT_NOTE = (
     "write code that looks further."
 )
 
+#: The first words of the next-step note: it is sent once per run.
 NEXT_HOP_MARK = "is what the context says about"
 NEXT_HOP_NOTE = (
     "Your answer {answer!r} " + NEXT_HOP_MARK + " {subject} itself. The question may ask one step further, "
