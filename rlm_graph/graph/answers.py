@@ -138,7 +138,10 @@ def stated_value(prose: str, seen: str) -> str | None:
     return None
 
 
-_HOW_MANY = re.compile(r"\b(?:how many|how much|number of|count|sum|total|combined|average|mean)\b", re.IGNORECASE)
+#: Words that ask for a number computed over values (not a count of items).
+_COMPUTED = r"sum|total|combined|average|mean"
+_HOW_MANY = re.compile(rf"\b(?:how many|how much|number of|count|{_COMPUTED})\b", re.IGNORECASE)
+_COMPUTED_QUESTION = re.compile(rf"\b(?:{_COMPUTED})\b", re.IGNORECASE)
 
 
 _EXTREME = re.compile(r"\b(?:largest|biggest|maximum|max|highest|smallest|minimum|min|lowest)\b", re.IGNORECASE)
@@ -215,7 +218,7 @@ def field_terms(query: str, field_values: dict[str, list[str]] | None) -> list[s
     the two starts with the other (letters and digits only, at least 3 of them), and no other value
     of any field matches.
     """
-    if not field_values or not _HOW_MANY.search(query) or re.search(r"\b(?:sum|total|combined|average|mean)\b", query, re.I):
+    if not field_values or not _HOW_MANY.search(query) or _COMPUTED_QUESTION.search(query):
         return None
     terms: list[str] = []
     used: set[str] = set()
